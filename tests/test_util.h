@@ -1,0 +1,38 @@
+// Helpers shared by the tests: temporary directories, running the qarl binary, random data.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "qarl/core/tensor.h"
+
+namespace qarl::test {
+
+// A fresh directory under $TMPDIR, removed when the object dies.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+struct RunResult {
+  int exit_code;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+// Runs `build/qarl <args>` through the shell; args are passed verbatim.
+RunResult run_qarl(const std::string& args);
+
+std::string data_path(const std::string& rel);  // tests/data/<rel>
+std::string source_path(const std::string& rel);  // <repo>/<rel>
+
+// Fresh random data: each call draws from a new seed unless one is given.
+std::vector<float> random_normal(size_t n, float scale = 1.0f, uint64_t seed = 0);
+uint64_t fresh_seed();
+
+}  // namespace qarl::test
