@@ -1,0 +1,61 @@
+// safetensors files: read (memory-mapped, every header field checked against the file) and
+// write (atomically). Format: 8-byte little-endian header length N, N bytes of JSON
+// {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {str: str}}, then the
+// data section; offsets are relative to the data section.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "qarl/core/tensor.h"
+
+namespace qarl::io {
+
+// Largest header accepted (the reference implementation's limit is 100 MB).
+constexpr uint64_t kMaxSafetensorsHeader = 100ull << 20;
+
+struct TensorInfo {
+  std::string name;
+  DType dtype;
+  Shape shape;
+  uint64_t begin = 0, end = 0;  // byte range in the data section
+};
+
+// An open safetensors file. Tensors it returns borrow the mapping and keep it alive.
+class SafetensorsFile {
+ public:
+  // Throws Error(Input) naming the file and the offending tensor/key on any inconsistency:
+  // truncated file, header length past the end, bad JSON, unknown dtype, shape/offset byte
+  // count mismatch, out-of-range or overlapping ranges, duplicate names.
+  static SafetensorsFile open(const std::string& path);
+  // Same checks on bytes in memory (used by the fuzzer); `label` stands in for the path.
+  static SafetensorsFile from_bytes(std::shared_ptr<const std::string> bytes,
+                                    const std::string& label);
+
+  const std::string& path() const { return path_; }
+  // Tensors in file order (ascending data offset).
+  const std::vector<TensorInfo>& tensors() const { return tensors_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  bool contains(const std::string& name) const;
+  const TensorInfo& info(const std::string& name) const;  // Error naming the tensor if absent
+  Tensor get(const std::string& name) const;              // borrowed, zero-copy
+
+ private:
+  std::string path_;
+  std::shared_ptr<const void> mapping_;  // keeps the bytes alive
+  const uint8_t* data_ = nullptr;        // start of the data section
+  std::vector<TensorInfo> tensors_;
+  std::map<std::string, size_t> index_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// Writes tensors (any device; copied to host) in the given order, each at the next offset,
+// the header padded with spaces to a multiple of 8 bytes as the reference writer does.
+// Atomic: temp file, fsync, rename. Duplicate names are an error.
+void save_safetensors(const std::string& path,
+                      const std::vector<std::pair<std::string, Tensor>>& tensors,
+                      const std::map<std::string, std::string>& metadata = {});
+
+}  // namespace qarl::io
