@@ -1,0 +1,177 @@
+#include "qarl/refit/packed_transport.h"
+
+#include <chrono>
+#include <cstring>
+
+#include "qarl/core/error.h"
+#include "qarl/refit/crc32c.h"
+
+namespace qarl::refit {
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+constexpr size_t kTrailer = 8;  // u32 CRC32C, u32 batch index
+
+}  // namespace
+
+std::vector<PackedBatch> plan_packed_batches(const RefitMetadata& meta, size_t target_bytes) {
+  std::vector<PackedBatch> out;
+  PackedBatch cur;
+  for (size_t i = 0; i < meta.size(); ++i) {
+    cur.bytes += meta[i].nbytes();
+    cur.end = i + 1;
+    if (cur.bytes > target_bytes) {  // the crossing tensor closes the batch it is in
+      out.push_back(cur);
+      cur = PackedBatch{i + 1, i + 1, 0};
+    }
+  }
+  if (cur.end > cur.first) out.push_back(cur);  // final partial batch
+  return out;
+}
+
+std::unique_ptr<TcpBroadcastWire> TcpBroadcastWire::root(std::vector<Socket> leaves) {
+  auto w = std::unique_ptr<TcpBroadcastWire>(new TcpBroadcastWire());
+  w->root_ = true;
+  w->socks_ = std::move(leaves);
+  return w;
+}
+
+std::unique_ptr<TcpBroadcastWire> TcpBroadcastWire::leaf(Socket to_root) {
+  auto w = std::unique_ptr<TcpBroadcastWire>(new TcpBroadcastWire());
+  w->socks_.push_back(std::move(to_root));
+  return w;
+}
+
+void TcpBroadcastWire::broadcast(void* data, size_t n) {
+  if (root_) {
+    for (auto& s : socks_) s.send_all(data, n);
+  } else {
+    socks_[0].recv_all(data, n);
+  }
+}
+
+void TcpBroadcastWire::barrier() {
+  char c = 'K';
+  if (root_) {
+    for (auto& s : socks_) {
+      s.recv_all(&c, 1);
+      if (c != 'K') throw runtime_err("refit leaf reported a failure at the barrier");
+    }
+  } else {
+    socks_[0].send_all(&c, 1);
+  }
+}
+
+PackedSender::PackedSender(BroadcastWire& wire, RefitMetadata meta, size_t target_bytes)
+    : wire_(wire), meta_(std::move(meta)), target_(target_bytes) {
+  if (!wire_.is_root()) throw usage_err("a packed refit sender needs the root end of the wire");
+  batches_ = plan_packed_batches(meta_, target_);
+}
+
+void PackedSender::start() {
+  t0_ = now_s();
+  uint64_t header[2] = {metadata_fingerprint(meta_), target_};
+  wire_.broadcast(header, sizeof header);
+}
+
+void PackedSender::push(const std::string& name, const Tensor& tensor) {
+  if (t0_ < 0) start();
+  if (next_ >= meta_.size())
+    throw runtime_err("pushed beyond the end of the refit metadata ({} tensors)", meta_.size())
+        .tensor(name);
+  check_matches_meta(meta_[next_], name, tensor);
+  const PackedBatch& b = batches_[batch_];
+  if (next_ == b.first) {
+    buf_.resize(b.bytes + kTrailer);
+    fill_ = 0;
+  }
+  size_t n = tensor.nbytes();
+  if (n) std::memcpy(buf_.data() + fill_, tensor.data(), n);
+  fill_ += n;
+  ++next_;
+  stats_.bytes += n;
+  ++stats_.tensors;
+  if (next_ == b.end) {
+    QARL_ASSERT(fill_ == b.bytes, "batch {} filled {} of {} bytes", batch_, fill_, b.bytes);
+    uint32_t trailer[2] = {crc32c(buf_.data(), b.bytes), uint32_t(batch_)};
+    std::memcpy(buf_.data() + b.bytes, trailer, kTrailer);
+    wire_.broadcast(buf_.data(), b.bytes + kTrailer);
+    ++batch_;
+    ++stats_.batches;
+  }
+}
+
+TransferStats PackedSender::finish() {
+  if (t0_ < 0) start();
+  if (next_ != meta_.size())
+    throw runtime_err("refit stream ended after {} of {} tensors; next expected '{}'", next_,
+                      meta_.size(), meta_[next_].name);
+  wire_.barrier();
+  stats_.seconds = now_s() - t0_;
+  return stats_;
+}
+
+PackedReceiver::PackedReceiver(BroadcastWire& wire, RefitMetadata meta, size_t target_bytes)
+    : wire_(wire), meta_(std::move(meta)), target_(target_bytes) {
+  if (wire_.is_root()) throw usage_err("a packed refit receiver needs a leaf end of the wire");
+  batches_ = plan_packed_batches(meta_, target_);
+}
+
+void PackedReceiver::start() {
+  started_ = true;
+  t0_ = now_s();
+  uint64_t header[2] = {0, 0};
+  wire_.broadcast(header, sizeof header);
+  if (header[0] != metadata_fingerprint(meta_) || header[1] != target_)
+    throw runtime_err("packed refit: the sender holds different metadata or batch size "
+                      "(target {} vs {} bytes); batch boundaries would not agree",
+                      header[1], target_);
+}
+
+bool PackedReceiver::next(NamedTensor& out) {
+  if (done_) return false;
+  if (!started_) start();
+  if (next_ == meta_.size()) {
+    wire_.barrier();
+    done_ = true;
+    stats_.seconds = now_s() - t0_;
+    return false;
+  }
+  const PackedBatch& b = batches_[batch_];
+  if (next_ == b.first) {
+    // A fresh buffer per batch: views handed out earlier stay valid.
+    buf_ = Storage::allocate(b.bytes + kTrailer, Device::CPU);
+    auto* p = static_cast<unsigned char*>(buf_->data());
+    wire_.broadcast(p, b.bytes + kTrailer);
+    uint32_t trailer[2];
+    std::memcpy(trailer, p + b.bytes, kTrailer);
+    uint32_t crc = crc32c(p, b.bytes);
+    if (trailer[1] != uint32_t(batch_) || trailer[0] != crc)
+      throw runtime_err("packed refit batch {} (tensors {}..{}) is corrupt: checksum {:08x}, "
+                        "expected {:08x} (batch index {})",
+                        batch_, meta_[b.first].name, meta_[b.end - 1].name, crc, trailer[0],
+                        trailer[1])
+          .tensor(meta_[b.first].name);
+    off_ = 0;
+    ++stats_.batches;
+  }
+  const TensorMeta& m = meta_[next_];
+  auto* at = static_cast<unsigned char*>(buf_->data()) + off_;
+  Tensor view = Tensor::borrow(at, m.shape, m.dtype, buf_);
+  // Unpadded packing: after a 2-byte scalar the next slice may sit at an odd offset. Only
+  // such slices are copied (to an aligned owned tensor), as NeMo-RL's restore_tensor does.
+  if (reinterpret_cast<uintptr_t>(at) % dtype_size(m.dtype) != 0) view = view.clone();
+  out.name = m.name;
+  out.tensor = std::move(view);
+  off_ += m.nbytes();
+  stats_.bytes += m.nbytes();
+  ++stats_.tensors;
+  ++next_;
+  if (next_ == b.end) ++batch_;
+  return true;
+}
+
+}  // namespace qarl::refit

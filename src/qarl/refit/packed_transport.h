@@ -1,0 +1,94 @@
+// Packed collective stream (the non-colocated path, reference-spec 4.1): tensors are
+// byte-concatenated with no padding, and both ends derive identical batch boundaries from
+// the same ordered metadata and target batch size, so nothing but bytes travels: a batch
+// closes as soon as its size exceeds the target (the crossing tensor included), the last
+// batch may be partial. Each batch is followed by 8 bytes: its CRC32C and its index, which
+// the receivers verify. The stream starts with a 16-byte header (metadata fingerprint and
+// target size) so that ends holding different metadata fail before misreading anything.
+//
+// Receivers restore every slice as a tensor of its shape and dtype; a slice whose byte
+// offset is not a multiple of its element size (after a 0-d bf16 amax, say) is copied to an
+// aligned tensor, the others are zero-copy views of the batch buffer (which stays alive as
+// long as any of them does).
+//
+// The bytes move through a BroadcastWire: one root (the trainer), any number of leaves.
+// TCP and MPI wires live here and in mpi_wire.h; a NCCL wire (device buffers, one CUDA
+// stream per buffer) plugs in the same way.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "qarl/refit/socket.h"
+#include "qarl/refit/transport.h"
+
+namespace qarl::refit {
+
+struct PackedBatch {
+  size_t first = 0, end = 0;  // metadata indices [first, end)
+  size_t bytes = 0;
+};
+// The one batching rule both ends use.
+std::vector<PackedBatch> plan_packed_batches(const RefitMetadata& meta, size_t target_bytes);
+
+class BroadcastWire {
+ public:
+  virtual ~BroadcastWire() = default;
+  virtual bool is_root() const = 0;
+  // Root: sends n bytes to every leaf. Leaf: receives n bytes.
+  virtual void broadcast(void* data, size_t n) = 0;
+  // Returns once every leaf reached it (the end of a refit).
+  virtual void barrier() = 0;
+};
+
+// TCP broadcast: the root writes every batch to each leaf's socket in turn.
+class TcpBroadcastWire : public BroadcastWire {
+ public:
+  static std::unique_ptr<TcpBroadcastWire> root(std::vector<Socket> leaves);
+  static std::unique_ptr<TcpBroadcastWire> leaf(Socket to_root);
+  bool is_root() const override { return root_; }
+  void broadcast(void* data, size_t n) override;
+  void barrier() override;
+
+ private:
+  bool root_ = false;
+  std::vector<Socket> socks_;
+};
+
+class PackedSender : public RefitSender {
+ public:
+  PackedSender(BroadcastWire& wire, RefitMetadata meta, size_t target_bytes);
+  void push(const std::string& name, const Tensor& tensor) override;
+  TransferStats finish() override;
+
+ private:
+  void start();
+  BroadcastWire& wire_;
+  RefitMetadata meta_;
+  size_t target_;
+  std::vector<PackedBatch> batches_;
+  std::vector<unsigned char> buf_;
+  size_t batch_ = 0, next_ = 0, fill_ = 0;
+  TransferStats stats_;
+  double t0_ = -1;
+};
+
+class PackedReceiver : public RefitReceiver {
+ public:
+  PackedReceiver(BroadcastWire& wire, RefitMetadata meta, size_t target_bytes);
+  bool next(NamedTensor& out) override;
+  TransferStats stats() const override { return stats_; }
+
+ private:
+  void start();
+  BroadcastWire& wire_;
+  RefitMetadata meta_;
+  size_t target_;
+  std::vector<PackedBatch> batches_;
+  std::shared_ptr<Storage> buf_;
+  size_t batch_ = 0, next_ = 0, off_ = 0;
+  bool started_ = false, done_ = false;
+  TransferStats stats_;
+  double t0_ = -1;
+};
+
+}  // namespace qarl::refit

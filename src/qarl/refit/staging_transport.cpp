@@ -1,0 +1,219 @@
+#include "qarl/refit/staging_transport.h"
+
+#include <chrono>
+#include <cstring>
+
+#include <nlohmann/json.hpp>
+
+#include "qarl/core/error.h"
+
+namespace qarl::refit {
+namespace {
+
+using json = nlohmann::json;
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+void send_json(Socket& s, const json& j) { s.send_frame(j.dump()); }
+
+json recv_json(Socket& s) {
+  std::string f = s.recv_frame();
+  json j = json::parse(f, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("type"))
+    throw runtime_err("malformed refit control message");
+  return j;
+}
+
+// An ACK, or the receiver's error turned into ours.
+void expect_ack(Socket& s, const char* what) {
+  json j = recv_json(s);
+  if (j["type"] == "ack") return;
+  if (j["type"] == "error") {
+    Error e = runtime_err("refit receiver failed ({}): {}", what, j.value("message", ""));
+    if (j.contains("tensor")) e.tensor(j["tensor"].get<std::string>());
+    throw e;
+  }
+  throw runtime_err("unexpected refit control message '{}' while waiting for an ACK ({})",
+                    j["type"].dump(), what);
+}
+
+}  // namespace
+
+StagingSender::StagingSender(Socket control, RefitMetadata meta, size_t buffer_bytes)
+    : ctl_(std::move(control)), meta_(std::move(meta)), buffer_bytes_(buffer_bytes) {
+  if (buffer_bytes_ < kStagingAlignment || buffer_bytes_ % kStagingAlignment)
+    throw usage_err("staging buffer size {} must be a positive multiple of {}", buffer_bytes_,
+                    kStagingAlignment);
+  for (int b = 0; b < 2; ++b) buf_[b] = ShmSegment::create(unique_shm_name(fmt::format("buf{}", b)), buffer_bytes_);
+  send_json(ctl_, {{"type", "hello"},
+                   {"segments", {buf_[0]->name(), buf_[1]->name()}},
+                   {"bytes", buffer_bytes_},
+                   {"count", meta_.size()},
+                   {"fingerprint", metadata_fingerprint(meta_)}});
+  expect_ack(ctl_, "hello");
+}
+
+void StagingSender::wait_one_ack() {
+  QARL_ASSERT(!pending_.empty(), "no buffer in flight");
+  expect_ack(ctl_, "buffer");
+  int b = pending_.front();
+  pending_.pop_front();
+  if (b >= 0) in_flight_[b] = false;
+}
+
+void StagingSender::wait_buffer_free(int b) {
+  while (in_flight_[b]) wait_one_ack();
+}
+
+void StagingSender::flush() {
+  if (names_.empty()) return;
+  send_json(ctl_, {{"type", "batch"}, {"buffer", cur_}, {"names", names_}, {"used", used_}});
+  in_flight_[cur_] = true;
+  pending_.push_back(cur_);
+  ++stats_.batches;
+  cur_ ^= 1;
+  used_ = 0;
+  names_.clear();
+}
+
+void StagingSender::push(const std::string& name, const Tensor& tensor) {
+  if (t0_ < 0) t0_ = now_s();
+  if (next_ >= meta_.size())
+    throw runtime_err("pushed beyond the end of the refit metadata ({} tensors)", meta_.size())
+        .tensor(name);
+  check_matches_meta(meta_[next_], name, tensor);
+  const size_t n = tensor.nbytes(), aligned = align_up(n, kStagingAlignment);
+  if (aligned > buffer_bytes_) {
+    // Oversized: alone in a temporary segment, synchronously.
+    flush();
+    auto tmp = ShmSegment::create(unique_shm_name("tmp"), aligned);
+    std::memcpy(tmp->data(), tensor.data(), n);
+    send_json(ctl_, {{"type", "batch"}, {"segment", tmp->name()}, {"bytes", aligned},
+                     {"names", {name}}, {"used", aligned}});
+    pending_.push_back(-1);
+    ++stats_.batches;
+    while (!pending_.empty()) wait_one_ack();
+  } else {
+    if (used_ + aligned > buffer_bytes_) flush();
+    if (used_ == 0) wait_buffer_free(cur_);
+    if (n) std::memcpy(buf_[cur_]->data() + used_, tensor.data(), n);
+    names_.push_back(name);
+    used_ += aligned;
+  }
+  ++next_;
+  stats_.bytes += n;
+  ++stats_.tensors;
+}
+
+TransferStats StagingSender::finish() {
+  if (t0_ < 0) t0_ = now_s();
+  if (next_ != meta_.size())
+    throw runtime_err("refit stream ended after {} of {} tensors; next expected '{}'", next_,
+                      meta_.size(), meta_[next_].name);
+  flush();
+  while (!pending_.empty()) wait_one_ack();
+  send_json(ctl_, {{"type", "complete"}, {"count", next_}, {"bytes", stats_.bytes}});
+  expect_ack(ctl_, "complete");
+  stats_.seconds = now_s() - t0_;
+  return stats_;
+}
+
+StagingReceiver::StagingReceiver(Socket control, RefitMetadata meta)
+    : ctl_(std::move(control)), meta_(std::move(meta)) {
+  json h = recv_json(ctl_);
+  try {
+    if (h["type"] != "hello") throw runtime_err("expected the staging hello");
+    if (h.value("fingerprint", uint64_t(0)) != metadata_fingerprint(meta_) ||
+        h.value("count", size_t(0)) != meta_.size())
+      throw runtime_err("sender and receiver hold different refit metadata ({} vs {} tensors)",
+                        h.value("count", size_t(0)), meta_.size());
+    size_t bytes = h["bytes"].get<size_t>();
+    for (int b = 0; b < 2; ++b) buf_[b] = ShmSegment::open(h["segments"][b].get<std::string>(), bytes);
+  } catch (Error& e) {
+    fail(e);
+  } catch (const std::exception& e) {
+    fail(runtime_err("bad staging hello: {}", e.what()));
+  }
+  send_json(ctl_, {{"type", "ack"}});
+}
+
+void StagingReceiver::fail(Error e) {
+  // Tell the sender why before giving up, so both sides name the same tensor.
+  try {
+    json j = {{"type", "error"}, {"message", e.message()}};
+    if (!e.tensor().empty()) j["tensor"] = e.tensor();
+    send_json(ctl_, j);
+  } catch (...) {
+  }
+  done_ = true;
+  throw e;
+}
+
+void StagingReceiver::ack() {
+  send_json(ctl_, {{"type", "ack"}});
+  need_ack_ = false;
+}
+
+bool StagingReceiver::next(NamedTensor& out) {
+  if (done_) return false;
+  if (t0_ < 0) t0_ = now_s();
+  if (batch_pos_ < batch_.size()) {
+    auto [i, off] = batch_[batch_pos_++];
+    const TensorMeta& m = meta_[i];
+    out.name = m.name;
+    out.tensor = Tensor::borrow(batch_seg_->data() + off, m.shape, m.dtype, batch_seg_);
+    stats_.bytes += m.nbytes();
+    ++stats_.tensors;
+    return true;
+  }
+  if (need_ack_) ack();  // the consumer moved past the whole buffer
+  json j = recv_json(ctl_);
+  try {
+    if (j["type"] == "complete") {
+      if (next_ != meta_.size() || j["count"].get<size_t>() != meta_.size() ||
+          j["bytes"].get<size_t>() != metadata_total_bytes(meta_))
+        throw runtime_err("incomplete refit: received {} of {} tensors (sender says {})", next_,
+                          meta_.size(), j["count"].get<size_t>());
+      ack();
+      done_ = true;
+      stats_.seconds = now_s() - t0_;
+      return false;
+    }
+    if (j["type"] != "batch") throw runtime_err("unexpected control message {}", j["type"].dump());
+    if (j.contains("segment")) {
+      batch_seg_ = ShmSegment::open(j["segment"].get<std::string>(), j["bytes"].get<size_t>());
+    } else {
+      int b = j["buffer"].get<int>();
+      if (b != 0 && b != 1) throw runtime_err("bad staging buffer id {}", b);
+      batch_seg_ = buf_[b];
+    }
+    const auto& names = j["names"];
+    size_t used = j["used"].get<size_t>(), off = 0;
+    batch_.clear();
+    batch_pos_ = 0;
+    for (const auto& nj : names) {
+      std::string name = nj.get<std::string>();
+      if (next_ >= meta_.size())
+        throw runtime_err("unexpected tensor beyond the end of the metadata").tensor(name);
+      if (name != meta_[next_].name)
+        throw runtime_err("out of order: expected '{}'", meta_[next_].name).tensor(name);
+      batch_.push_back({next_, off});
+      off += align_up(meta_[next_].nbytes(), kStagingAlignment);
+      ++next_;
+    }
+    if (names.empty() || off != used || used > batch_seg_->size())
+      throw runtime_err("staging buffer offsets disagree: computed {} bytes, sender says {} "
+                        "(buffer {} bytes)", off, used, batch_seg_->size());
+  } catch (Error& e) {
+    fail(e);
+  } catch (const std::exception& e) {
+    fail(runtime_err("bad staging control message: {}", e.what()));
+  }
+  need_ack_ = true;
+  ++stats_.batches;
+  return next(out);
+}
+
+}  // namespace qarl::refit

@@ -1,0 +1,38 @@
+// One interface for every refit transport (staging buffers over shared memory, packed stream
+// over TCP or MPI broadcast; NCCL later): the trainer side pushes (name, tensor) in stream
+// order and finishes; the rollout side, holding the same ordered metadata, receives the same
+// pairs in the same order. Names never travel as a source of truth: both ends walk the
+// metadata, and a transport checks that the sender pushes exactly that sequence.
+//
+// A NCCL transport fits as a BroadcastWire (packed_transport.h) over device buffers, or as a
+// staging transport whose buffers are CUDA IPC handles: the interface below does not change.
+#pragma once
+#include <string>
+
+#include "qarl/refit/stream.h"
+
+namespace qarl::refit {
+
+class RefitSender {
+ public:
+  virtual ~RefitSender() = default;
+  // Tensors in metadata order, CPU, matching their metadata (shape, dtype); the transport
+  // copies what it needs before returning, so the caller may free `tensor` afterwards.
+  virtual void push(const std::string& name, const Tensor& tensor) = 0;
+  // Flushes, waits until every receiver has everything, and reports the transfer.
+  virtual TransferStats finish() = 0;
+};
+
+class RefitReceiver {
+ public:
+  virtual ~RefitReceiver() = default;
+  // The next (name, tensor) of the stream; false after the last one (the transport's end of
+  // stream checks passed). A yielded tensor stays valid at least until the next call (a
+  // staging transport reuses its buffers after that); copy it to keep it.
+  virtual bool next(NamedTensor& out) = 0;
+  virtual TransferStats stats() const = 0;
+};
+
+inline size_t align_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+
+}  // namespace qarl::refit
