@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   nlohmann-json3-dev libyaml-cpp-dev libfmt-dev libcli11-dev libpcre2-dev
+  libutf8proc-dev            # tokenizer: NFC normalization
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenblas-dev            # only the GEMM benchmark compares against it
   libopenmpi-dev openmpi-bin # refit's packed stream across processes on CPU

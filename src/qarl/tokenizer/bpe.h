@@ -1,0 +1,50 @@
+// The byte-level BPE model: vocabulary, merges by rank, and the merge loop with a word cache
+// (so that long texts, which repeat words, stay linear in practice).
+#pragma once
+#include <array>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace qarl::tokenizer {
+
+class BpeModel {
+ public:
+  // `vocab`: byte-level token text -> id. `merges`: pairs of token texts, in rank order.
+  // Throws Error for a merge whose parts or result are not in the vocabulary.
+  BpeModel(std::unordered_map<std::string, int32_t> vocab,
+           const std::vector<std::pair<std::string, std::string>>& merges, bool ignore_merges);
+
+  // Appends the ids of one pre-tokenized word given as raw bytes. Bytes whose symbol is not in
+  // the vocabulary are dropped, as tokenizers does for a BPE without unk_token.
+  void encode_word(std::string_view word, std::vector<int32_t>* out) const;
+  // The reference: the plain O(n^2) loop (lowest rank first, leftmost on ties), no cache.
+  void encode_word_reference(std::string_view word, std::vector<int32_t>* out) const;
+
+  const std::unordered_map<std::string, int32_t>& vocab() const { return vocab_; }
+  size_t num_merges() const { return merges_.size(); }
+  void clear_cache() const;
+
+ private:
+  void merge(std::string_view word, std::vector<int32_t>* out) const;
+  struct Merge {
+    int32_t rank;
+    int32_t id;
+  };
+  static uint64_t key(int32_t a, int32_t b) { return (uint64_t(uint32_t(a)) << 32) | uint32_t(b); }
+
+  std::unordered_map<std::string, int32_t> vocab_;
+  std::unordered_map<uint64_t, Merge> merges_;
+  std::array<int32_t, 256> byte_id_;  // id of each single-byte symbol, -1 if absent
+  bool ignore_merges_;
+
+  static constexpr size_t kCacheMaxEntries = 1 << 18;
+  static constexpr size_t kCacheMaxWordBytes = 256;
+  mutable std::mutex cache_mu_;
+  mutable std::unordered_map<std::string, std::vector<int32_t>> cache_;
+};
+
+}  // namespace qarl::tokenizer
