@@ -89,8 +89,10 @@ int run(int argc, char** argv) {
 
   std::unique_ptr<RefitReceiver> rx;
   std::unique_ptr<BroadcastWire> wire;
+  Socket ctl;
   if (transport == "staging") {
-    rx = std::make_unique<StagingReceiver>(connect_unix(endpoint), meta);
+    ctl = connect_unix(endpoint);
+    rx = std::make_unique<StagingReceiver>(ctl, meta);
   } else if (transport == "tcp") {
     if (argc < 6) throw usage_err("tcp needs a target batch size");
     wire = TcpBroadcastWire::leaf(connect_tcp("127.0.0.1", uint16_t(std::atoi(endpoint.c_str()))));

@@ -178,7 +178,7 @@ TEST(RefitStaging, ThreadedRoundTripAlignsEveryTensorAndUsesTempBuffer) {
   std::string rx_error;
   std::thread receiver([&, sock = std::move(b)]() mutable {
     try {
-      StagingReceiver rx(std::move(sock), meta);
+      StagingReceiver rx(sock, meta);
       NamedTensor nt;
       while (rx.next(nt)) {
         if (reinterpret_cast<uintptr_t>(nt.tensor.data()) % kStagingAlignment != 0)
@@ -189,7 +189,7 @@ TEST(RefitStaging, ThreadedRoundTripAlignsEveryTensorAndUsesTempBuffer) {
       rx_error = e.what();
     }
   });
-  StagingSender tx(std::move(a), meta, 2048);  // the 12372-byte tensor is oversized
+  StagingSender tx(a, meta, 2048);  // the 12372-byte tensor is oversized
   for (const auto& t : want) tx.push(t.name, t.tensor);
   TransferStats s = tx.finish();
   receiver.join();
@@ -207,12 +207,12 @@ TEST(RefitStaging, MetadataMismatchFailsBothEnds) {
   std::string rx_error;
   std::thread receiver([&, sock = std::move(b)]() mutable {
     try {
-      StagingReceiver rx(std::move(sock), other);
+      StagingReceiver rx(sock, other);
     } catch (const std::exception& e) {
       rx_error = e.what();
     }
   });
-  EXPECT_THROW(StagingSender(std::move(a), meta, 4096), Error);
+  EXPECT_THROW(StagingSender(a, meta, 4096), Error);
   receiver.join();
   EXPECT_NE(rx_error.find("different refit metadata"), std::string::npos) << rx_error;
 }
@@ -277,7 +277,8 @@ TEST(RefitTwoProcess, StagingSharedMemoryRoundTrip) {
   Listener l = Listener::unix_path(dir.file("refit.sock"));
   Peer p = spawn_peer({"staging", dir.file("refit.sock"), "mixed", std::to_string(seed)},
                       dir.file("peer.err"));
-  StagingSender tx(l.accept(), metadata_of(want), 2048);
+  Socket ctl = l.accept();
+  StagingSender tx(ctl, metadata_of(want), 2048);
   for (const auto& t : want) tx.push(t.name, t.tensor);
   TransferStats s = tx.finish();
   EXPECT_EQ(p.wait(), 0) << p.err();
@@ -313,7 +314,8 @@ TEST(RefitTwoProcess, ModelRefitIntoPeerEngineThroughBothTransports) {
   {
     Listener l = Listener::unix_path(dir.file("s.sock"));
     Peer p = spawn_peer({"staging", dir.file("s.sock"), "model", std::to_string(seed)}, dir.file("s.err"));
-    StagingSender tx(l.accept(), metadata_of(stream), 4096);
+    Socket ctl = l.accept();
+    StagingSender tx(ctl, metadata_of(stream), 4096);
     for (const auto& t : stream) tx.push(t.name, t.tensor);
     tx.finish();
     EXPECT_EQ(p.wait(), 0) << p.err();
@@ -341,7 +343,8 @@ TEST(RefitTwoProcess, FailedRefitInPeerLeavesItsEngineUnchangedAndSenderSeesIt) 
                       dir.file("s.err"));
   bool sender_failed = false;
   try {
-    StagingSender tx(l.accept(), metadata_of(stream), 1 << 20);
+    Socket ctl = l.accept();
+    StagingSender tx(ctl, metadata_of(stream), 1 << 20);
     for (const auto& t : stream) tx.push(t.name, t.tensor);
     tx.finish();
   } catch (const Error&) {
@@ -352,6 +355,42 @@ TEST(RefitTwoProcess, FailedRefitInPeerLeavesItsEngineUnchangedAndSenderSeesIt) 
   EXPECT_NE(p.err().find("model.layers.2.self_attn.v_bmm_quantizer._amax"), std::string::npos)
       << p.err();
   EXPECT_NE(p.err().find("engine state unchanged"), std::string::npos) << p.err();
+}
+
+}  // namespace
+}  // namespace qarl::refit
+
+namespace qarl::refit {
+namespace {
+
+// The control connection and the wire outlive one refit: consecutive refits reuse them.
+TEST(RefitStaging, ConsecutiveRefitsReuseTheConnection) {
+  auto [a, b] = socket_pair();
+  std::vector<uint64_t> seeds = {qarl::test::fresh_seed(), qarl::test::fresh_seed()};
+  std::string rx_error;
+  std::thread receiver([&, sock = std::move(b)]() mutable {
+    try {
+      for (uint64_t seed : seeds) {
+        auto want = make_case("mixed", seed);
+        StagingReceiver rx(sock, metadata_of(want));
+        std::vector<NamedTensor> got;
+        NamedTensor nt;
+        while (rx.next(nt)) got.push_back({nt.name, nt.tensor.clone()});
+        std::string d = compare_streams(want, got);
+        if (!d.empty()) rx_error += d;
+      }
+    } catch (const std::exception& e) {
+      rx_error += e.what();
+    }
+  });
+  for (uint64_t seed : seeds) {
+    auto want = make_case("mixed", seed);
+    StagingSender tx(a, metadata_of(want), 1024);
+    for (const auto& t : want) tx.push(t.name, t.tensor);
+    tx.finish();
+  }
+  receiver.join();
+  EXPECT_EQ(rx_error, "");
 }
 
 }  // namespace

@@ -65,8 +65,10 @@ void TcpBroadcastWire::barrier() {
   }
 }
 
-PackedSender::PackedSender(BroadcastWire& wire, RefitMetadata meta, size_t target_bytes)
-    : wire_(wire), meta_(std::move(meta)), target_(target_bytes) {
+PackedSender::PackedSender(BroadcastWire& wire, RefitMetadata meta, size_t target_bytes,
+                           std::shared_ptr<std::vector<unsigned char>> scratch)
+    : wire_(wire), meta_(std::move(meta)), target_(target_bytes), buf_(std::move(scratch)) {
+  if (!buf_) buf_ = std::make_shared<std::vector<unsigned char>>();
   if (!wire_.is_root()) throw usage_err("a packed refit sender needs the root end of the wire");
   batches_ = plan_packed_batches(meta_, target_);
 }
@@ -85,20 +87,20 @@ void PackedSender::push(const std::string& name, const Tensor& tensor) {
   check_matches_meta(meta_[next_], name, tensor);
   const PackedBatch& b = batches_[batch_];
   if (next_ == b.first) {
-    buf_.resize(b.bytes + kTrailer);
+    if (buf_->size() < b.bytes + kTrailer) buf_->resize(b.bytes + kTrailer);
     fill_ = 0;
   }
   size_t n = tensor.nbytes();
-  if (n) std::memcpy(buf_.data() + fill_, tensor.data(), n);
+  if (n) std::memcpy(buf_->data() + fill_, tensor.data(), n);
   fill_ += n;
   ++next_;
   stats_.bytes += n;
   ++stats_.tensors;
   if (next_ == b.end) {
     QARL_ASSERT(fill_ == b.bytes, "batch {} filled {} of {} bytes", batch_, fill_, b.bytes);
-    uint32_t trailer[2] = {crc32c(buf_.data(), b.bytes), uint32_t(batch_)};
-    std::memcpy(buf_.data() + b.bytes, trailer, kTrailer);
-    wire_.broadcast(buf_.data(), b.bytes + kTrailer);
+    uint32_t trailer[2] = {crc32c(buf_->data(), b.bytes), uint32_t(batch_)};
+    std::memcpy(buf_->data() + b.bytes, trailer, kTrailer);
+    wire_.broadcast(buf_->data(), b.bytes + kTrailer);
     ++batch_;
     ++stats_.batches;
   }
@@ -132,6 +134,7 @@ void PackedReceiver::start() {
 }
 
 bool PackedReceiver::next(NamedTensor& out) {
+  out.tensor = Tensor();  // drop the caller's previous view, so its buffer can be reused
   if (done_) return false;
   if (!started_) start();
   if (next_ == meta_.size()) {
@@ -142,8 +145,10 @@ bool PackedReceiver::next(NamedTensor& out) {
   }
   const PackedBatch& b = batches_[batch_];
   if (next_ == b.first) {
-    // A fresh buffer per batch: views handed out earlier stay valid.
-    buf_ = Storage::allocate(b.bytes + kTrailer, Device::CPU);
+    // Views handed out earlier keep their batch buffer alive; a buffer nobody holds any
+    // more is reused (no fresh pages to fault in for every batch).
+    if (!buf_ || buf_.use_count() != 1 || buf_->nbytes() < b.bytes + kTrailer)
+      buf_ = Storage::allocate(b.bytes + kTrailer, Device::CPU);
     auto* p = static_cast<unsigned char*>(buf_->data());
     wire_.broadcast(p, b.bytes + kTrailer);
     uint32_t trailer[2];

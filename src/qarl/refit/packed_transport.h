@@ -56,7 +56,9 @@ class TcpBroadcastWire : public BroadcastWire {
 
 class PackedSender : public RefitSender {
  public:
-  PackedSender(BroadcastWire& wire, RefitMetadata meta, size_t target_bytes);
+  // `scratch`: the packing buffer, kept across refits to avoid faulting in fresh pages.
+  PackedSender(BroadcastWire& wire, RefitMetadata meta, size_t target_bytes,
+               std::shared_ptr<std::vector<unsigned char>> scratch = nullptr);
   void push(const std::string& name, const Tensor& tensor) override;
   TransferStats finish() override;
 
@@ -66,7 +68,7 @@ class PackedSender : public RefitSender {
   RefitMetadata meta_;
   size_t target_;
   std::vector<PackedBatch> batches_;
-  std::vector<unsigned char> buf_;
+  std::shared_ptr<std::vector<unsigned char>> buf_;
   size_t batch_ = 0, next_ = 0, fill_ = 0;
   TransferStats stats_;
   double t0_ = -1;

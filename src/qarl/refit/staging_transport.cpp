@@ -41,12 +41,23 @@ void expect_ack(Socket& s, const char* what) {
 
 }  // namespace
 
-StagingSender::StagingSender(Socket control, RefitMetadata meta, size_t buffer_bytes)
-    : ctl_(std::move(control)), meta_(std::move(meta)), buffer_bytes_(buffer_bytes) {
-  if (buffer_bytes_ < kStagingAlignment || buffer_bytes_ % kStagingAlignment)
-    throw usage_err("staging buffer size {} must be a positive multiple of {}", buffer_bytes_,
+std::shared_ptr<StagingBuffers> StagingBuffers::create(size_t bytes) {
+  if (bytes < kStagingAlignment || bytes % kStagingAlignment)
+    throw usage_err("staging buffer size {} must be a positive multiple of {}", bytes,
                     kStagingAlignment);
-  for (int b = 0; b < 2; ++b) buf_[b] = ShmSegment::create(unique_shm_name(fmt::format("buf{}", b)), buffer_bytes_);
+  auto p = std::make_shared<StagingBuffers>();
+  p->bytes = bytes;
+  for (int b = 0; b < 2; ++b) p->seg[b] = ShmSegment::create(unique_shm_name(fmt::format("buf{}", b)), bytes);
+  return p;
+}
+
+StagingSender::StagingSender(Socket& control, RefitMetadata meta, size_t buffer_bytes)
+    : StagingSender(control, std::move(meta), StagingBuffers::create(buffer_bytes)) {}
+
+StagingSender::StagingSender(Socket& control, RefitMetadata meta,
+                             std::shared_ptr<StagingBuffers> buffers)
+    : ctl_(control), meta_(std::move(meta)), buffer_bytes_(buffers->bytes), pool_(buffers) {
+  for (int b = 0; b < 2; ++b) buf_[b] = pool_->seg[b];
   send_json(ctl_, {{"type", "hello"},
                    {"segments", {buf_[0]->name(), buf_[1]->name()}},
                    {"bytes", buffer_bytes_},
@@ -120,8 +131,8 @@ TransferStats StagingSender::finish() {
   return stats_;
 }
 
-StagingReceiver::StagingReceiver(Socket control, RefitMetadata meta)
-    : ctl_(std::move(control)), meta_(std::move(meta)) {
+StagingReceiver::StagingReceiver(Socket& control, RefitMetadata meta, StagingMappings* reuse)
+    : ctl_(control), meta_(std::move(meta)) {
   json h = recv_json(ctl_);
   try {
     if (h["type"] != "hello") throw runtime_err("expected the staging hello");
@@ -130,7 +141,18 @@ StagingReceiver::StagingReceiver(Socket control, RefitMetadata meta)
       throw runtime_err("sender and receiver hold different refit metadata ({} vs {} tensors)",
                         h.value("count", size_t(0)), meta_.size());
     size_t bytes = h["bytes"].get<size_t>();
-    for (int b = 0; b < 2; ++b) buf_[b] = ShmSegment::open(h["segments"][b].get<std::string>(), bytes);
+    for (int b = 0; b < 2; ++b) {
+      std::string name = h["segments"][b].get<std::string>();
+      if (reuse) {
+        auto it = reuse->by_name.find(name);
+        if (it != reuse->by_name.end() && it->second->size() == bytes) {
+          buf_[b] = it->second;
+          continue;
+        }
+      }
+      buf_[b] = ShmSegment::open(name, bytes);
+      if (reuse) reuse->by_name[name] = buf_[b];
+    }
   } catch (Error& e) {
     fail(e);
   } catch (const std::exception& e) {

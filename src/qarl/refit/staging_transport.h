@@ -14,6 +14,7 @@
 // that the sender's finish() rethrows.
 #pragma once
 #include <deque>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,10 +28,25 @@ namespace qarl::refit {
 
 inline constexpr size_t kStagingAlignment = 512;
 
+// The two ping-pong buffers, kept across refits so that their pages are faulted in once
+// (fresh shared memory costs a page fault per 4 KiB on both sides).
+struct StagingBuffers {
+  std::shared_ptr<ShmSegment> seg[2];
+  size_t bytes = 0;
+  static std::shared_ptr<StagingBuffers> create(size_t bytes);  // multiple of 512
+};
+
+// Receiver side: mappings of the sender's buffers kept across refits.
+struct StagingMappings {
+  std::map<std::string, std::shared_ptr<ShmSegment>> by_name;
+};
+
 class StagingSender : public RefitSender {
  public:
+  StagingSender(Socket& control, RefitMetadata meta, std::shared_ptr<StagingBuffers> buffers);
   // Sends the hello (segment names, sizes, metadata fingerprint) and waits for its ACK.
-  StagingSender(Socket control, RefitMetadata meta, size_t buffer_bytes);
+  // The control connection is borrowed: it outlives one refit and serves the next ones.
+  StagingSender(Socket& control, RefitMetadata meta, size_t buffer_bytes);
   void push(const std::string& name, const Tensor& tensor) override;
   TransferStats finish() override;
 
@@ -39,9 +55,10 @@ class StagingSender : public RefitSender {
   void wait_one_ack();
   void wait_buffer_free(int b);
 
-  Socket ctl_;
+  Socket& ctl_;
   RefitMetadata meta_;
   size_t buffer_bytes_;
+  std::shared_ptr<StagingBuffers> pool_;
   std::shared_ptr<ShmSegment> buf_[2];
   bool in_flight_[2] = {false, false};
   std::deque<int> pending_;  // buffer ids awaiting ACK, in send order (-1: temporary)
@@ -56,7 +73,7 @@ class StagingSender : public RefitSender {
 class StagingReceiver : public RefitReceiver {
  public:
   // Waits for the sender's hello, maps the buffers and acknowledges.
-  StagingReceiver(Socket control, RefitMetadata meta);
+  StagingReceiver(Socket& control, RefitMetadata meta, StagingMappings* reuse = nullptr);
   bool next(NamedTensor& out) override;
   TransferStats stats() const override { return stats_; }
 
@@ -64,7 +81,7 @@ class StagingReceiver : public RefitReceiver {
   [[noreturn]] void fail(Error e);
   void ack();
 
-  Socket ctl_;
+  Socket& ctl_;
   RefitMetadata meta_;
   std::shared_ptr<ShmSegment> buf_[2];
   std::shared_ptr<ShmSegment> batch_seg_;  // the segment the current batch lives in
