@@ -130,3 +130,25 @@ TEST(RefitExport, FoldThatChangesShapeIsAnError) {
 
 }  // namespace
 }  // namespace qarl::refit
+
+namespace qarl::refit {
+namespace {
+
+TEST(RefitExport, PrefixesArePreservedAndDraftOrMtpStacksSkipped) {
+  FakeTrainer trainer(TinyConfig{});
+  auto amax = Tensor::scalar(2.0f, DType::BF16);
+  trainer.quantizers_.push_back({"language_model.model.layers.9.self_attn.k_bmm_quantizer", true, false, amax});
+  trainer.quantizers_.push_back({"model.mtp.layers.0.self_attn.k_bmm_quantizer", true, false, amax});
+  trainer.quantizers_.push_back({"model.draft.layers.0.self_attn.v_bmm_quantizer", true, false, amax});
+  trainer.quantizers_.push_back({"model.mtpx.layers.0.self_attn.v_bmm_quantizer", true, false, amax});
+  std::set<std::string> names;
+  for (const auto& m : export_metadata(plan_export(trainer))) names.insert(m.name);
+  EXPECT_TRUE(names.count("language_model.model.layers.9.self_attn.k_bmm_quantizer._amax"));
+  EXPECT_FALSE(names.count("model.mtp.layers.0.self_attn.k_bmm_quantizer._amax"));
+  EXPECT_FALSE(names.count("model.draft.layers.0.self_attn.v_bmm_quantizer._amax"));
+  // Dot-delimited: "mtpx" is no mtp segment.
+  EXPECT_TRUE(names.count("model.mtpx.layers.0.self_attn.v_bmm_quantizer._amax"));
+}
+
+}  // namespace
+}  // namespace qarl::refit

@@ -256,3 +256,34 @@ TEST(RefitLoader, LoadAfterFailureOrWithoutBeginIsRefused) {
 
 }  // namespace
 }  // namespace qarl::refit
+
+namespace qarl::refit {
+namespace {
+
+// The superseded loader refused two candidate buffers for one K/V amax. Here the mapping is
+// deterministic (the attn. form), so a second declared buffer is never filled and the refit
+// fails naming it instead of binding either one by guess.
+TEST(RefitLoader, AmbiguousKvBufferIsNeverFilledByGuess) {
+  TinyConfig c;
+  FakeTrainer trainer(c);
+  FakeEngine engine(c);
+  const std::string twin = "model.layers.0.self_attn.k_bmm_quantizer._amax";
+  engine.params_.push_back({twin, {}, c.amax_dtype, {}, ParamKind::KvAmax});
+  engine.serving[twin] = Tensor::scalar(-1.0f, c.amax_dtype);
+  auto snap = engine.snapshot();
+  Stream s;
+  for_each_export(plan_export(trainer), [&](const std::string& n, const Tensor& x) { s.push_back({n, x}); });
+  try {
+    StrictLoader loader(engine, NameMapper::dense());
+    loader.begin();
+    for (const auto& [n, t] : s) loader.load(n, t);
+    loader.finish();
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.tensor(), twin);
+  }
+  EXPECT_TRUE(engine.same_as(snap));
+}
+
+}  // namespace
+}  // namespace qarl::refit

@@ -25,6 +25,23 @@ void check_trainer_amax(const QuantizerState& q) {
           .tensor(q.name + "._amax");
 }
 
+// Megatron-Bridge's derivation skips speculative-decoding stacks (quant_mapping.py, step 3):
+// their attention is not served by the rollout's K/V quantizers.
+bool in_draft_or_mtp(const std::string& name) {
+  static const char* const kSkip[] = {"draft", "draft_layers", "draft_model_layer",
+                                      "mtp", "mtp_layers", "mtp_model_layer"};
+  size_t start = 0;
+  while (start <= name.size()) {
+    size_t end = name.find('.', start);
+    if (end == std::string::npos) end = name.size();
+    std::string_view seg(name.data() + start, end - start);
+    for (const char* s : kSkip)
+      if (seg == s) return true;
+    start = end + 1;
+  }
+  return false;
+}
+
 }  // namespace
 
 bool is_kv_amax_name(const std::string& name) {
@@ -73,7 +90,7 @@ std::vector<ExportItem> plan_export(const ExportSource& source) {
 
   for (const auto& q : quantizers) {
     bool kv = ends_with(q.name, ".k_bmm_quantizer") || ends_with(q.name, ".v_bmm_quantizer");
-    if (!kv || !q.enabled || q.constant_amax) continue;
+    if (!kv || !q.enabled || q.constant_amax || in_draft_or_mtp(q.name)) continue;
     check_trainer_amax(q);
     if (q.amax.numel() != 1)
       throw runtime_err("K/V amax must hold one element (a per-tensor scalar), shape is {}",

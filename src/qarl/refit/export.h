@@ -12,7 +12,8 @@
 //   2. `<q>._amax` for every enabled input quantizer `<q>` (name ends in ".input_quantizer");
 //   3. `<parent>.k_bmm_quantizer._amax` and `<parent>.v_bmm_quantizer._amax` as 0-d tensors
 //      for every calibrated K/V quantizer (enabled, not constant amax); nothing for
-//      constant-amax ones. q_bmm quantizers are never sent.
+//      constant-amax ones, nor for quantizers under a draft/mtp segment (speculative
+//      decoding stacks, skipped as Megatron-Bridge does). q_bmm quantizers are never sent.
 // An enabled quantizer that should carry an amax but has none, or a non-positive or
 // non-finite one, is an Error here: the trainer must not send uncalibrated state.
 #pragma once
