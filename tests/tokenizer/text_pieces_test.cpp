@@ -2,9 +2,14 @@
 // Llama 3, GPT-2) with PCRE2 behaving as Oniguruma does.
 #include <gtest/gtest.h>
 
+#include <random>
+
+#include "test_util.h"
+
 #include <nlohmann/json.hpp>
 
 #include "qarl/tokenizer/byte_level.h"
+#include "qarl/tokenizer/normalizer.h"
 #include "qarl/tokenizer/pre_tokenizer.h"
 #include "qarl/tokenizer/regex.h"
 #include "qarl/tokenizer/utf8.h"
@@ -45,6 +50,24 @@ TEST(Utf8, LossyReplacesMaximalSubparts) {
   EXPECT_EQ(utf8_complete_prefix("ab\xF0\x9F\x98"), 2u);
   EXPECT_EQ(utf8_complete_prefix("ab\xF0\x9F\x98\x80"), 6u);
   EXPECT_EQ(utf8_complete_prefix("ab\xFF"), 3u);  // invalid, not incomplete
+}
+
+TEST(Normalizer, NfcByRunsMatchesWholeText) {
+  EXPECT_EQ(nfc("cafe\xCC\x81 A\xCC\x8A"), "caf\xC3\xA9 \xC3\x85");
+  EXPECT_EQ(nfc("\xE1\x84\x80\xE1\x85\xA1"), "\xEA\xB0\x80");  // Hangul L + V -> GA
+  uint64_t seed = test::fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  // ASCII letters, combining marks (in and out of canonical order), precomposed letters,
+  // Hangul jamo, CJK: everything that composes or reorders.
+  const char* pool[] = {"a", "e", "A", " ", "1", "\xCC\x81", "\xCC\x8A", "\xCC\xA3", "\xCC\x87",
+                        "\xC3\xA9", "\xE1\x84\x80", "\xE1\x85\xA1", "\xE1\x86\xA8", "\xE6\x97\xA5",
+                        "\xE1\xBA\x9B", "\xF0\x9F\x98\x80"};
+  for (int i = 0; i < 2000; ++i) {
+    std::string s;
+    for (size_t n = rng() % 12; n > 0; --n) s += pool[rng() % (sizeof pool / sizeof *pool)];
+    ASSERT_EQ(nfc(s), nfc_reference(s)) << s;
+  }
 }
 
 TEST(ByteLevel, AlphabetRoundTrips) {

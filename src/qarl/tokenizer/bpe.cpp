@@ -7,6 +7,44 @@
 
 namespace qarl::tokenizer {
 
+void BpeModel::MergeTable::reserve(size_t n) {
+  size_t cap = 16;
+  shift_ = 60;
+  while (cap < 2 * n + 16) {
+    cap *= 2;
+    --shift_;
+  }
+  keys_.assign(cap, kEmpty);
+  vals_.assign(cap, Merge{0, 0});
+  size_ = 0;
+}
+
+void BpeModel::MergeTable::insert_or_assign(uint64_t key, Merge m) {
+  QARL_ASSERT(2 * (size_ + 1) <= keys_.size(), "merge table over capacity");
+  size_t mask = keys_.size() - 1;
+  for (size_t i = slot(key);; i = (i + 1) & mask) {
+    if (keys_[i] == key) {
+      vals_[i] = m;
+      return;
+    }
+    if (keys_[i] == kEmpty) {
+      keys_[i] = key;
+      vals_[i] = m;
+      ++size_;
+      return;
+    }
+  }
+}
+
+const BpeModel::Merge* BpeModel::MergeTable::find(uint64_t key) const {
+  if (keys_.empty()) return nullptr;
+  size_t mask = keys_.size() - 1;
+  for (size_t i = slot(key);; i = (i + 1) & mask) {
+    if (keys_[i] == key) return &vals_[i];
+    if (keys_[i] == kEmpty) return nullptr;
+  }
+}
+
 BpeModel::BpeModel(std::unordered_map<std::string, int32_t> vocab,
                    const std::vector<std::pair<std::string, std::string>>& merges,
                    bool ignore_merges)
@@ -39,7 +77,7 @@ void BpeModel::encode_word(std::string_view word, std::vector<int32_t>* out) con
   bool cacheable = word.size() <= kCacheMaxWordBytes;
   if (cacheable) {
     std::lock_guard<std::mutex> lock(cache_mu_);
-    auto it = cache_.find(std::string(word));
+    auto it = cache_.find(word);
     if (it != cache_.end()) {
       out->insert(out->end(), it->second.begin(), it->second.end());
       return;
@@ -88,8 +126,7 @@ void BpeModel::merge(std::string_view word, std::vector<int32_t>* out) const {
   auto consider = [&](int32_t pos) {
     int32_t nx = syms[pos].next;
     if (nx < 0) return;
-    auto it = merges_.find(key(syms[pos].id, syms[nx].id));
-    if (it != merges_.end()) heap.push({it->second.rank, pos, it->second.id});
+    if (const Merge* mg = merges_.find(key(syms[pos].id, syms[nx].id))) heap.push({mg->rank, pos, mg->id});
   };
   for (int32_t i = 0; i + 1 < int32_t(syms.size()); ++i) consider(i);
   while (!heap.empty()) {
@@ -97,8 +134,8 @@ void BpeModel::merge(std::string_view word, std::vector<int32_t>* out) const {
     heap.pop();
     Sym& s = syms[c.pos];
     if (!s.alive || s.next < 0) continue;
-    auto it = merges_.find(key(s.id, syms[s.next].id));
-    if (it == merges_.end() || it->second.rank != c.rank) continue;  // stale
+    const Merge* mg = merges_.find(key(s.id, syms[s.next].id));
+    if (!mg || mg->rank != c.rank) continue;  // stale
     Sym& r = syms[s.next];
     s.id = c.id;
     r.alive = false;
@@ -124,11 +161,11 @@ void BpeModel::encode_word_reference(std::string_view word, std::vector<int32_t>
   for (;;) {
     int32_t best = -1, best_rank = 0, best_id = 0;
     for (size_t i = 0; i + 1 < ids.size(); ++i) {
-      auto it = merges_.find(key(ids[i], ids[i + 1]));
-      if (it != merges_.end() && (best < 0 || it->second.rank < best_rank)) {
+      const Merge* mg = merges_.find(key(ids[i], ids[i + 1]));
+      if (mg && (best < 0 || mg->rank < best_rank)) {
         best = int32_t(i);
-        best_rank = it->second.rank;
-        best_id = it->second.id;
+        best_rank = mg->rank;
+        best_id = mg->id;
       }
     }
     if (best < 0) break;

@@ -36,15 +36,38 @@ class BpeModel {
   };
   static uint64_t key(int32_t a, int32_t b) { return (uint64_t(uint32_t(a)) << 32) | uint32_t(b); }
 
+  // Merges in an open-addressing table (linear probing): the merge loop does one lookup per
+  // candidate pair, and a node-based map costs a cache miss per lookup.
+  class MergeTable {
+   public:
+    void reserve(size_t n);
+    void insert_or_assign(uint64_t key, Merge m);
+    const Merge* find(uint64_t key) const;
+    size_t size() const { return size_; }
+
+   private:
+    static constexpr uint64_t kEmpty = ~uint64_t(0);
+    size_t slot(uint64_t key) const { return size_t((key * 0x9E3779B97F4A7C15ull) >> shift_); }
+    std::vector<uint64_t> keys_;
+    std::vector<Merge> vals_;
+    int shift_ = 64;
+    size_t size_ = 0;
+  };
+
   std::unordered_map<std::string, int32_t> vocab_;
-  std::unordered_map<uint64_t, Merge> merges_;
+  MergeTable merges_;
   std::array<int32_t, 256> byte_id_;  // id of each single-byte symbol, -1 if absent
   bool ignore_merges_;
 
   static constexpr size_t kCacheMaxEntries = 1 << 18;
   static constexpr size_t kCacheMaxWordBytes = 256;
   mutable std::mutex cache_mu_;
-  mutable std::unordered_map<std::string, std::vector<int32_t>> cache_;
+  // Heterogeneous lookup: finding a word in the cache needs no std::string allocation.
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  mutable std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> cache_;
 };
 
 }  // namespace qarl::tokenizer

@@ -9,13 +9,7 @@
 
 namespace qarl::tokenizer {
 
-std::string nfc(std::string_view text) {
-  // Pure ASCII is already NFC; skipping utf8proc there keeps common text fast.
-  bool ascii = true;
-  for (char c : text) {
-    if (uint8_t(c) >= 0x80) { ascii = false; break; }
-  }
-  if (ascii) return std::string(text);
+std::string nfc_reference(std::string_view text) {
   utf8proc_uint8_t* out = nullptr;
   utf8proc_ssize_t n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()),
                                     utf8proc_ssize_t(text.size()), &out,
@@ -24,6 +18,31 @@ std::string nfc(std::string_view text) {
   std::string s(reinterpret_cast<char*>(out), size_t(n));
   std::free(out);
   return s;
+}
+
+// Only the non-ASCII runs need utf8proc. A boundary before an ASCII character is safe (ASCII
+// characters are starters and never the second part of a composition), but an ASCII letter may
+// compose with combining marks after it (e + U+0301), so each run takes the ASCII character
+// before it along.
+std::string nfc(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  size_t i = 0, n = text.size();
+  while (i < n) {
+    size_t j = i;
+    while (j < n && uint8_t(text[j]) < 0x80) ++j;
+    if (j == n) {
+      out.append(text.substr(i));
+      break;
+    }
+    size_t seg = j > i ? j - 1 : j;
+    out.append(text.substr(i, seg - i));
+    size_t k = j;
+    while (k < n && uint8_t(text[k]) >= 0x80) ++k;
+    out += nfc_reference(text.substr(seg, k - seg));
+    i = k;
+  }
+  return out;
 }
 
 Normalizer Normalizer::from_json(const nlohmann::json& j) {

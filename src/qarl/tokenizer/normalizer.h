@@ -24,5 +24,7 @@ class Normalizer {
 };
 
 std::string nfc(std::string_view text);
+// The same, utf8proc over the whole text (nfc() normalizes only the non-ASCII runs).
+std::string nfc_reference(std::string_view text);
 
 }  // namespace qarl::tokenizer
