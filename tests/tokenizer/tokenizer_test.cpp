@@ -53,6 +53,9 @@ TEST(Tokenizer, AddedTokens) {
   EXPECT_EQ(t.encode("abab!"), (Ids{22, 11}));
   EXPECT_EQ(t.encode("cabab"), (Ids{2, 4, 4}));  // single_word: inside a word, no match
   EXPECT_EQ(t.encode("ababc"), (Ids{4, 5}));
+  // Word characters are Rust regex's \w: a combining mark is one, '½' (No) is not.
+  EXPECT_EQ(t.encode("abab\xCC\x81"), (Ids{4, 4}));  // U+0301 has no vocabulary symbol
+  EXPECT_EQ(t.encode("abab\xC2\xBD"), (Ids{22}));
   EXPECT_TRUE(t.is_special(20));
   EXPECT_FALSE(t.is_special(22));
   EXPECT_EQ(t.token_to_id("<mask>"), 21);
@@ -92,6 +95,18 @@ TEST(Tokenizer, MergeFormsAndIgnoreMerges) {
   EXPECT_EQ(from(j).encode("abc"), (Ids{4, 2}));
   j["model"]["ignore_merges"] = true;  // a word that is in the vocabulary is taken whole
   EXPECT_EQ(from(j).encode("abc"), (Ids{5}));
+}
+
+void expect_error(const nlohmann::json& j, const std::string& needle);
+
+TEST(Tokenizer, UnkToken) {
+  auto j = tiny_json();
+  j["model"]["unk_token"] = "!";
+  EXPECT_EQ(from(j).encode("axyb"), (Ids{0, 11, 11, 1}));  // each unknown byte is unk
+  j["model"]["fuse_unk"] = true;
+  EXPECT_EQ(from(j).encode("axyb"), (Ids{0, 11, 1}));      // consecutive ones fused
+  j["model"]["unk_token"] = "<unk>";
+  expect_error(j, "unk_token \"<unk>\"");
 }
 
 void expect_error(const nlohmann::json& j, const std::string& needle) {
@@ -179,10 +194,14 @@ TEST(Tokenizer, Gpt2Files) {
   write_file_atomic(d.file("vocab.json"),
                     R"({"h": 0, "i": 1, "Ġ": 2, "hi": 3, "Ġhi": 4, "!": 5, "<|endoftext|>": 6})");
   write_file_atomic(d.file("merges.txt"), "#version: 0.2\nh i\r\nĠ hi\n");
-  auto t = load_tokenizer(d.path());
+  Tokenizer t = load_tokenizer(d.path());
   EXPECT_EQ(t.encode("hi hi!"), (Ids{3, 4, 5}));
   EXPECT_EQ(t.encode("hi<|endoftext|>"), (Ids{3, 6}));  // <|endoftext|> becomes special
   EXPECT_EQ(t.decode(Ids{3, 4, 6}, true), "hi hi");
+  write_file_atomic(d.file("added_tokens.json"), R"({"hi!": 7})");  // non-special added token
+  t = load_tokenizer(d.path());
+  EXPECT_EQ(t.encode("hi hi!"), (Ids{3, 2, 7}));
+  EXPECT_EQ(t.decode(Ids{7, 6}, true), "hi!");  // <|endoftext|> still special
   write_file_atomic(d.file("merges.txt"), "#version: 0.2\nh i x\n");
   try {
     load_tokenizer(d.path());

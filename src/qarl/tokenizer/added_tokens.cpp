@@ -14,17 +14,6 @@ bool is_unicode_whitespace(uint32_t cp) {
          cp == 0x205F || cp == 0x3000;
 }
 
-bool is_unicode_alphanumeric(uint32_t cp) {
-  switch (utf8proc_category(utf8proc_int32_t(cp))) {
-    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT:
-    case UTF8PROC_CATEGORY_LM: case UTF8PROC_CATEGORY_LO: case UTF8PROC_CATEGORY_ND:
-    case UTF8PROC_CATEGORY_NL: case UTF8PROC_CATEGORY_NO:
-      return true;
-    default:
-      return false;
-  }
-}
-
 AddedTokenMatcher::AddedTokenMatcher(const std::vector<AddedToken>& tokens) : tokens_(tokens) {
   for (uint32_t i = 0; i < tokens_.size(); ++i) {
     if (tokens_[i].content.empty()) continue;
@@ -37,8 +26,20 @@ AddedTokenMatcher::AddedTokenMatcher(const std::vector<AddedToken>& tokens) : to
 }
 
 namespace {
-// Word characters for single_word: alphanumeric or '_'.
-bool is_word_char(uint32_t cp) { return cp == '_' || is_unicode_alphanumeric(cp); }
+// Word characters for single_word: Rust regex's Unicode \w (tokenizers tests "\w$" / "^\w"):
+// letters, marks, decimal and letter numbers, connector punctuation, ZWNJ/ZWJ.
+bool is_word_char(uint32_t cp) {
+  if (cp == 0x200C || cp == 0x200D) return true;
+  switch (utf8proc_category(utf8proc_int32_t(cp))) {
+    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT:
+    case UTF8PROC_CATEGORY_LM: case UTF8PROC_CATEGORY_LO: case UTF8PROC_CATEGORY_MN:
+    case UTF8PROC_CATEGORY_MC: case UTF8PROC_CATEGORY_ME: case UTF8PROC_CATEGORY_ND:
+    case UTF8PROC_CATEGORY_NL: case UTF8PROC_CATEGORY_PC:
+      return true;
+    default:
+      return false;
+  }
+}
 
 uint32_t last_codepoint(std::string_view s) {
   size_t i = s.size() - 1;

@@ -40,9 +40,8 @@ class AddedTokenMatcher {
   std::vector<std::vector<uint32_t>> by_first_byte_ = std::vector<std::vector<uint32_t>>(256);
 };
 
-// Rust's char::is_whitespace (the Unicode White_Space property).
+// The Unicode White_Space property (Rust's char::is_whitespace and regex \s), which lstrip and
+// rstrip swallow.
 bool is_unicode_whitespace(uint32_t cp);
-// Rust's char::is_alphanumeric (letters and numbers), used by single_word.
-bool is_unicode_alphanumeric(uint32_t cp);
 
 }  // namespace qarl::tokenizer

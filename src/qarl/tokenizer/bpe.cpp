@@ -47,8 +47,13 @@ const BpeModel::Merge* BpeModel::MergeTable::find(uint64_t key) const {
 
 BpeModel::BpeModel(std::unordered_map<std::string, int32_t> vocab,
                    const std::vector<std::pair<std::string, std::string>>& merges,
-                   bool ignore_merges)
-    : vocab_(std::move(vocab)), ignore_merges_(ignore_merges) {
+                   bool ignore_merges, const std::string& unk_token, bool fuse_unk)
+    : vocab_(std::move(vocab)), ignore_merges_(ignore_merges), fuse_unk_(fuse_unk) {
+  if (!unk_token.empty()) {
+    auto it = vocab_.find(unk_token);
+    if (it == vocab_.end()) throw err("unk_token \"{}\" is not in the vocabulary", unk_token);
+    unk_id_ = it->second;
+  }
   for (int b = 0; b < 256; ++b) {
     auto it = vocab_.find(byte_to_unicode(uint8_t(b)));
     byte_id_[b] = it == vocab_.end() ? -1 : it->second;
@@ -65,6 +70,20 @@ BpeModel::BpeModel(std::unordered_map<std::string, int32_t> vocab,
     // A repeated pair takes its last rank: tokenizers collects the merges into a HashMap,
     // where a later insert overwrites.
     merges_.insert_or_assign(key(ia->second, ib->second), Merge{int32_t(r), ic->second});
+  }
+}
+
+void BpeModel::initial_symbols(std::string_view word, std::vector<int32_t>* ids) const {
+  bool last_unk = false;
+  for (char c : word) {
+    int32_t id = byte_id_[uint8_t(c)];
+    if (id >= 0) {
+      ids->push_back(id);
+      last_unk = false;
+    } else if (unk_id_ >= 0 && !(fuse_unk_ && last_unk)) {
+      ids->push_back(unk_id_);
+      last_unk = true;
+    }
   }
 }
 
@@ -107,11 +126,12 @@ void BpeModel::merge(std::string_view word, std::vector<int32_t>* out) const {
     int32_t prev, next;
     bool alive;
   };
+  thread_local std::vector<int32_t> ids;
+  ids.clear();
+  initial_symbols(word, &ids);
   std::vector<Sym> syms;
-  syms.reserve(word.size());
-  for (char c : word) {
-    int32_t id = byte_id_[uint8_t(c)];
-    if (id < 0) continue;  // no unk_token: tokenizers drops the symbol
+  syms.reserve(ids.size());
+  for (int32_t id : ids) {
     int32_t i = int32_t(syms.size());
     syms.push_back({id, i - 1, i + 1, true});
   }
@@ -156,8 +176,7 @@ void BpeModel::encode_word_reference(std::string_view word, std::vector<int32_t>
     }
   }
   std::vector<int32_t> ids;
-  for (char c : word)
-    if (byte_id_[uint8_t(c)] >= 0) ids.push_back(byte_id_[uint8_t(c)]);
+  initial_symbols(word, &ids);
   for (;;) {
     int32_t best = -1, best_rank = 0, best_id = 0;
     for (size_t i = 0; i + 1 < ids.size(); ++i) {

@@ -15,11 +15,14 @@ class BpeModel {
  public:
   // `vocab`: byte-level token text -> id. `merges`: pairs of token texts, in rank order.
   // Throws Error for a merge whose parts or result are not in the vocabulary.
+  // `unk_token` (may be empty: none) must be in the vocabulary.
   BpeModel(std::unordered_map<std::string, int32_t> vocab,
-           const std::vector<std::pair<std::string, std::string>>& merges, bool ignore_merges);
+           const std::vector<std::pair<std::string, std::string>>& merges, bool ignore_merges,
+           const std::string& unk_token = "", bool fuse_unk = false);
 
-  // Appends the ids of one pre-tokenized word given as raw bytes. Bytes whose symbol is not in
-  // the vocabulary are dropped, as tokenizers does for a BPE without unk_token.
+  // Appends the ids of one pre-tokenized word given as raw bytes. A byte whose symbol is not
+  // in the vocabulary becomes unk_token (consecutive ones fused into one if fuse_unk), or is
+  // dropped when there is no unk_token, as tokenizers does.
   void encode_word(std::string_view word, std::vector<int32_t>* out) const;
   // The reference: the plain O(n^2) loop (lowest rank first, leftmost on ties), no cache.
   void encode_word_reference(std::string_view word, std::vector<int32_t>* out) const;
@@ -58,6 +61,10 @@ class BpeModel {
   MergeTable merges_;
   std::array<int32_t, 256> byte_id_;  // id of each single-byte symbol, -1 if absent
   bool ignore_merges_;
+  int32_t unk_id_ = -1;
+  bool fuse_unk_ = false;
+  // The initial symbols of a word: one per byte, unknown bytes handled as described above.
+  void initial_symbols(std::string_view word, std::vector<int32_t>* ids) const;
 
   static constexpr size_t kCacheMaxEntries = 1 << 18;
   static constexpr size_t kCacheMaxWordBytes = 256;

@@ -67,8 +67,9 @@ class Tokenizer {
 Tokenizer load_tokenizer(const std::string& path);
 Tokenizer tokenizer_from_json(std::string_view json_text, const std::string& source_name,
                               TokenizerConfig config = {});
-// GPT-2 form. `added_tokens` may be empty; if it is and the vocabulary has <|endoftext|>, that
-// becomes a special token (as transformers' GPT2Tokenizer has it).
+// GPT-2 form. If the vocabulary has <|endoftext|> and `added_tokens` does not, it becomes a
+// special token (as transformers' GPT2Tokenizer has it). load_tokenizer takes added tokens from
+// tokenizer_config.json's added_tokens_decoder, else added_tokens.json.
 Tokenizer tokenizer_from_gpt2_files(const std::string& vocab_json_path,
                                     const std::string& merges_txt_path,
                                     std::vector<AddedToken> added_tokens = {},

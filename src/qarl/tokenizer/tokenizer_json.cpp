@@ -131,7 +131,10 @@ Tokenizer tokenizer_from_json(std::string_view text, const std::string& source,
     vocab.reserve(model["vocab"].size());
     for (const auto& [tok, id] : model["vocab"].items()) vocab.emplace(tok, id.get<int32_t>());
     auto merges = parse_merges(model.value("merges", json::array()));
-    m->bpe = std::make_unique<BpeModel>(std::move(vocab), merges, model.value("ignore_merges", false));
+    std::string unk = model.contains("unk_token") && model["unk_token"].is_string()
+                          ? model["unk_token"].get<std::string>() : "";
+    m->bpe = std::make_unique<BpeModel>(std::move(vocab), merges, model.value("ignore_merges", false),
+                                        unk, model.value("fuse_unk", false));
 
     m->normalizer = Normalizer::from_json(root.value("normalizer", json()));
     m->pre_tokenizer = PreTokenizer::from_json(root.value("pre_tokenizer", json()));
@@ -182,10 +185,11 @@ Tokenizer tokenizer_from_gpt2_files(const std::string& vocab_path, const std::st
       throw err("line {}: \"{}\" is not two tokens separated by one space", line_no, line).file(merges_path);
     merges.emplace_back(line.substr(0, sp), line.substr(sp + 1));
   }
-  if (added.empty()) {
-    auto it = vocab.find("<|endoftext|>");
-    if (it != vocab.end()) added.push_back({it->second, "<|endoftext|>", true, false, false, false, false});
-  }
+  // transformers' GPT2Tokenizer has <|endoftext|> as its bos/eos/unk special token.
+  bool has_eot = false;
+  for (const auto& a : added) has_eot |= a.content == "<|endoftext|>";
+  auto eot = vocab.find("<|endoftext|>");
+  if (!has_eot && eot != vocab.end()) added.push_back({eot->second, "<|endoftext|>", true, false, false, false, false});
   try {
     m->bpe = std::make_unique<BpeModel>(std::move(vocab), merges, false);
   } catch (Error& e) {
@@ -226,18 +230,32 @@ TokenizerConfig read_tokenizer_config(const std::string& dir) {
 }
 
 namespace {
-// GPT-2 form's added tokens: tokenizer_config.json's added_tokens_decoder, if any.
+// GPT-2 form's added tokens: tokenizer_config.json's added_tokens_decoder, else the older
+// added_tokens.json ({"content": id}, tokens added with add_tokens: not special).
 std::vector<AddedToken> gpt2_added_tokens(const std::string& dir) {
   std::vector<AddedToken> out;
   std::string path = (fs::path(dir) / "tokenizer_config.json").string();
-  if (!fs::exists(path)) return out;
-  json j = parse_json(read_file(path), path);
-  if (!j.contains("added_tokens_decoder")) return out;
-  try {
-    for (const auto& [id, t] : j["added_tokens_decoder"].items())
-      out.push_back(parse_added_token(t, int32_t(std::stol(id))));
-  } catch (const std::exception& e) {
-    throw err("bad added_tokens_decoder: {}", e.what()).file(path);
+  if (fs::exists(path)) {
+    json j = parse_json(read_file(path), path);
+    if (j.contains("added_tokens_decoder")) {
+      try {
+        for (const auto& [id, t] : j["added_tokens_decoder"].items())
+          out.push_back(parse_added_token(t, int32_t(std::stol(id))));
+      } catch (const std::exception& e) {
+        throw err("bad added_tokens_decoder: {}", e.what()).file(path);
+      }
+      return out;
+    }
+  }
+  path = (fs::path(dir) / "added_tokens.json").string();
+  if (fs::exists(path)) {
+    json j = parse_json(read_file(path), path);
+    try {
+      for (const auto& [content, id] : j.items())
+        out.push_back({id.get<int32_t>(), content, false, false, false, false, true});
+    } catch (const json::exception& e) {
+      throw err("expected an object of token -> id: {}", e.what()).file(path);
+    }
   }
   return out;
 }
