@@ -158,6 +158,27 @@ TEST_F(TinyTokenizerTest, StopStrings) {
   EXPECT_EQ(r->text, "a");
   EXPECT_TRUE(sm.push('z'));  // stays matched
   EXPECT_THROW(StopStringMatcher(t, {""}), Error);
+
+  // Streaming chunks: a possible stop-string start and an unfinished character are held back.
+  StopStringMatcher st(t, {"= 3"});
+  std::string streamed;
+  for (int32_t id : t.encode("1 + 2 \xC3\xA9= 4 = 3 tail")) {
+    bool done = st.push(id).has_value();
+    streamed += st.new_text();
+    if (streamed.find('=') != std::string::npos) EXPECT_EQ(streamed.find("= 3"), std::string::npos);
+    if (done) break;
+  }
+  EXPECT_EQ(streamed, "1 + 2 \xC3\xA9= 4 ");
+  StopStringMatcher fin(t, {"zz"});
+  std::string all;
+  for (int32_t id : Ids{'a', 0xC3}) {
+    fin.push(id);
+    all += fin.new_text();
+  }
+  EXPECT_EQ(all, "a");
+  fin.finish();
+  all += fin.new_text();
+  EXPECT_EQ(all, "a\xEF\xBF\xBD");  // the unfinished byte, repaired
 }
 
 }  // namespace

@@ -19,7 +19,33 @@ StopStringMatcher::StopStringMatcher(Tokenizer tokenizer, std::vector<std::strin
 void StopStringMatcher::reset() {
   bytes_.clear();
   tokens_ = 0;
+  emitted_ = 0;
+  finished_ = false;
   match_.reset();
+}
+
+std::string StopStringMatcher::new_text() {
+  std::string_view b(bytes_);
+  size_t end;
+  if (match_) {
+    end = match_->text_bytes;  // the output ends where the stop string starts
+  } else if (finished_) {
+    end = b.size();
+  } else {
+    end = utf8_complete_prefix(b);
+    // Bytes that may still become the start of a stop string are held back too, so a client
+    // never sees text that the stop string will remove.
+    for (const auto& s : stops_)
+      for (size_t k = std::min(s.size() - 1, b.size()); k > 0; --k)
+        if (b.substr(b.size() - k) == std::string_view(s).substr(0, k)) {
+          end = std::min(end, b.size() - k);
+          break;
+        }
+  }
+  if (end <= emitted_) return "";
+  std::string out = utf8_lossy(b.substr(emitted_, end - emitted_));
+  emitted_ = end;
+  return out;
 }
 
 std::optional<StopMatch> StopStringMatcher::push(int32_t id) {

@@ -34,6 +34,12 @@ class StopStringMatcher {
   // The output decoded so far, holding back an unfinished UTF-8 sequence at the end (what a
   // streaming client may be shown).
   std::string stable_text() const;
+  // Streaming: the text that became stable since the previous call. Concatenating the chunks
+  // gives the final output (the text before the stop string once one matched; everything,
+  // with an unfinished sequence repaired to U+FFFD, after finish()).
+  std::string new_text();
+  // No more tokens will come: new_text() then flushes an unfinished UTF-8 sequence.
+  void finish() { finished_ = true; }
   void reset();
 
  private:
@@ -43,6 +49,8 @@ class StopStringMatcher {
   size_t max_stop_ = 0;
   std::string bytes_;
   size_t tokens_ = 0;
+  size_t emitted_ = 0;  // bytes of bytes_ handed out by new_text()
+  bool finished_ = false;
   std::optional<StopMatch> match_;
 };
 
