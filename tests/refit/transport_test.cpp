@@ -36,11 +36,14 @@ struct Loopback {
 };
 class LoopbackWire : public BroadcastWire {
  public:
-  LoopbackWire(Loopback& lb, bool root) : lb_(lb), root_(root) {}
+  LoopbackWire(Loopback& lb, bool root, bool background = false, int fail_call = -1)
+      : lb_(lb), root_(root), background_(background), fail_call_(fail_call) {}
   bool is_root() const override { return root_; }
+  bool background_ok() const override { return background_; }
   void broadcast(void* data, size_t n) override {
     auto* p = static_cast<unsigned char*>(data);
     if (root_) {
+      if (lb_.calls == fail_call_) throw runtime_err("loopback: injected send failure");
       lb_.q.emplace_back(p, p + n);
       if (lb_.calls++ == lb_.corrupt_call && n > 8) lb_.q.back()[n / 2] ^= 0x10;
     } else {
@@ -53,7 +56,8 @@ class LoopbackWire : public BroadcastWire {
 
  private:
   Loopback& lb_;
-  bool root_;
+  bool root_, background_;
+  int fail_call_;
 };
 
 std::vector<NamedTensor> drain(RefitReceiver& rx) {
@@ -122,6 +126,37 @@ TEST(RefitPacked, RoundTripRestoresScalarsAndMisalignedSlices) {
   auto b = plan_packed_batches(meta, 2000);
   EXPECT_GE(b.size(), 3u);
   EXPECT_LE(b.back().bytes, 2000u);
+}
+
+TEST(RefitPacked, BackgroundBroadcastGivesTheSameStreamAndPropagatesErrors) {
+  uint64_t seed = qarl::test::fresh_seed();
+  SCOPED_TRACE(seed);
+  auto want = make_case("mixed", seed);
+  RefitMetadata meta = metadata_of(want);
+  auto scratch = std::make_shared<PackedScratch>();
+  for (int refit = 0; refit < 2; ++refit) {  // scratch buffers reused by the second refit
+    Loopback lb;
+    LoopbackWire root(lb, true, /*background=*/true), leaf(lb, false);
+    PackedSender tx(root, meta, 700, scratch);
+    for (const auto& t : want) tx.push(t.name, t.tensor);
+    TransferStats s = tx.finish();
+    EXPECT_GE(s.batches, 5u);
+    PackedReceiver rx(leaf, meta, 700);
+    EXPECT_EQ(compare_streams(want, drain(rx)), "");
+  }
+  for (int fail_call : {1, 3}) {
+    Loopback lb;
+    LoopbackWire root(lb, true, true, fail_call);
+    bool threw = false;
+    try {
+      PackedSender tx(root, meta, 700);
+      for (const auto& t : want) tx.push(t.name, t.tensor);
+      tx.finish();
+    } catch (const Error& e) {
+      threw = std::string(e.what()).find("injected") != std::string::npos;
+    }
+    EXPECT_TRUE(threw) << fail_call;
+  }
 }
 
 TEST(RefitPacked, CorruptBatchIsDetectedByItsChecksum) {

@@ -33,6 +33,12 @@ void MpiBroadcastWire::broadcast(void* data, size_t n) {
   }
 }
 
+bool MpiBroadcastWire::background_ok() const {
+  int level = MPI_THREAD_SINGLE;
+  MPI_Query_thread(&level);
+  return level >= MPI_THREAD_SERIALIZED;
+}
+
 void MpiBroadcastWire::barrier() { check(MPI_Barrier(comm_), "MPI_Barrier"); }
 
 }  // namespace qarl::refit

@@ -16,6 +16,8 @@ class MpiBroadcastWire : public BroadcastWire {
   // MPI_Bcast in chunks of at most 1 GiB (MPI counts are int).
   void broadcast(void* data, size_t n) override;
   void barrier() override;
+  // Only when MPI was initialized with MPI_THREAD_SERIALIZED or more.
+  bool background_ok() const override;
 
  private:
   MPI_Comm comm_;

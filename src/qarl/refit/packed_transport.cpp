@@ -66,17 +66,84 @@ void TcpBroadcastWire::barrier() {
 }
 
 PackedSender::PackedSender(BroadcastWire& wire, RefitMetadata meta, size_t target_bytes,
-                           std::shared_ptr<std::vector<unsigned char>> scratch)
-    : wire_(wire), meta_(std::move(meta)), target_(target_bytes), buf_(std::move(scratch)) {
-  if (!buf_) buf_ = std::make_shared<std::vector<unsigned char>>();
+                           std::shared_ptr<PackedScratch> scratch)
+    : wire_(wire), meta_(std::move(meta)), target_(target_bytes), scratch_(std::move(scratch)) {
   if (!wire_.is_root()) throw usage_err("a packed refit sender needs the root end of the wire");
+  if (!scratch_) scratch_ = std::make_shared<PackedScratch>();
   batches_ = plan_packed_batches(meta_, target_);
+}
+
+PackedSender::~PackedSender() {
+  try {
+    stop_worker();
+  } catch (...) {
+  }
 }
 
 void PackedSender::start() {
   t0_ = now_s();
   uint64_t header[2] = {metadata_fingerprint(meta_), target_};
   wire_.broadcast(header, sizeof header);
+  if (wire_.background_ok() && batches_.size() > 1)
+    worker_ = std::thread([this] { worker_loop(); });
+}
+
+void PackedSender::worker_loop() {
+  while (true) {
+    std::pair<int, size_t> job;
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_.wait(lk, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopped and drained
+      job = queue_.front();
+    }
+    std::exception_ptr e;
+    try {
+      wire_.broadcast(scratch_->buf[job.first].data(), job.second);
+    } catch (...) {
+      e = std::current_exception();
+    }
+    std::lock_guard<std::mutex> lk(mu_);
+    queue_.pop_front();
+    busy_[job.first] = false;
+    if (e) {
+      error_ = e;
+      queue_.clear();
+      busy_[0] = busy_[1] = false;
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (e) return;
+  }
+}
+
+void PackedSender::wait_free(int buffer) {
+  std::unique_lock<std::mutex> lk(mu_);
+  cv_.wait(lk, [&] { return !busy_[buffer] || error_; });
+  if (error_) std::rethrow_exception(error_);
+}
+
+void PackedSender::hand_off(int buffer, size_t bytes) {
+  if (!worker_.joinable()) {
+    wire_.broadcast(scratch_->buf[buffer].data(), bytes);
+    return;
+  }
+  std::lock_guard<std::mutex> lk(mu_);
+  if (error_) std::rethrow_exception(error_);
+  busy_[buffer] = true;
+  queue_.emplace_back(buffer, bytes);
+  cv_.notify_all();
+}
+
+void PackedSender::stop_worker() {
+  if (!worker_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  worker_.join();
+  if (error_) std::rethrow_exception(error_);
 }
 
 void PackedSender::push(const std::string& name, const Tensor& tensor) {
@@ -86,21 +153,24 @@ void PackedSender::push(const std::string& name, const Tensor& tensor) {
         .tensor(name);
   check_matches_meta(meta_[next_], name, tensor);
   const PackedBatch& b = batches_[batch_];
+  std::vector<unsigned char>& buf = scratch_->buf[cur_];
   if (next_ == b.first) {
-    if (buf_->size() < b.bytes + kTrailer) buf_->resize(b.bytes + kTrailer);
+    wait_free(cur_);
+    if (buf.size() < b.bytes + kTrailer) buf.resize(b.bytes + kTrailer);
     fill_ = 0;
   }
   size_t n = tensor.nbytes();
-  if (n) std::memcpy(buf_->data() + fill_, tensor.data(), n);
+  if (n) std::memcpy(buf.data() + fill_, tensor.data(), n);
   fill_ += n;
   ++next_;
   stats_.bytes += n;
   ++stats_.tensors;
   if (next_ == b.end) {
     QARL_ASSERT(fill_ == b.bytes, "batch {} filled {} of {} bytes", batch_, fill_, b.bytes);
-    uint32_t trailer[2] = {crc32c(buf_->data(), b.bytes), uint32_t(batch_)};
-    std::memcpy(buf_->data() + b.bytes, trailer, kTrailer);
-    wire_.broadcast(buf_->data(), b.bytes + kTrailer);
+    uint32_t trailer[2] = {crc32c(buf.data(), b.bytes), uint32_t(batch_)};
+    std::memcpy(buf.data() + b.bytes, trailer, kTrailer);
+    hand_off(cur_, b.bytes + kTrailer);
+    cur_ ^= 1;
     ++batch_;
     ++stats_.batches;
   }
@@ -111,6 +181,7 @@ TransferStats PackedSender::finish() {
   if (next_ != meta_.size())
     throw runtime_err("refit stream ended after {} of {} tensors; next expected '{}'", next_,
                       meta_.size(), meta_[next_].name);
+  stop_worker();  // drains the queue first
   wire_.barrier();
   stats_.seconds = now_s() - t0_;
   return stats_;

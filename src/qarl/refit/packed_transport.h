@@ -15,7 +15,12 @@
 // TCP and MPI wires live here and in mpi_wire.h; a NCCL wire (device buffers, one CUDA
 // stream per buffer) plugs in the same way.
 #pragma once
+#include <condition_variable>
+#include <deque>
+#include <exception>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "qarl/refit/socket.h"
@@ -38,6 +43,10 @@ class BroadcastWire {
   virtual void broadcast(void* data, size_t n) = 0;
   // Returns once every leaf reached it (the end of a refit).
   virtual void barrier() = 0;
+  // Whether broadcast() may be called from a thread other than the one that created the
+  // wire (one thread at a time). The packed sender then overlaps packing batch k+1 with
+  // broadcasting batch k.
+  virtual bool background_ok() const { return false; }
 };
 
 // TCP broadcast: the root writes every batch to each leaf's socket in turn.
@@ -48,30 +57,51 @@ class TcpBroadcastWire : public BroadcastWire {
   bool is_root() const override { return root_; }
   void broadcast(void* data, size_t n) override;
   void barrier() override;
+  bool background_ok() const override { return true; }
 
  private:
   bool root_ = false;
   std::vector<Socket> socks_;
 };
 
+// Two packing buffers (round robin, as NeMo-RL's NRL_REFIT_NUM_BUFFERS=2), kept across
+// refits so that their pages are faulted in once.
+struct PackedScratch {
+  std::vector<unsigned char> buf[2];
+};
+
 class PackedSender : public RefitSender {
  public:
-  // `scratch`: the packing buffer, kept across refits to avoid faulting in fresh pages.
   PackedSender(BroadcastWire& wire, RefitMetadata meta, size_t target_bytes,
-               std::shared_ptr<std::vector<unsigned char>> scratch = nullptr);
+               std::shared_ptr<PackedScratch> scratch = nullptr);
+  ~PackedSender() override;
   void push(const std::string& name, const Tensor& tensor) override;
   TransferStats finish() override;
 
  private:
   void start();
+  void hand_off(int buffer, size_t bytes);  // broadcast now, or queue for the worker
+  void wait_free(int buffer);
+  void stop_worker();
+  void worker_loop();
+
   BroadcastWire& wire_;
   RefitMetadata meta_;
   size_t target_;
   std::vector<PackedBatch> batches_;
-  std::shared_ptr<std::vector<unsigned char>> buf_;
+  std::shared_ptr<PackedScratch> scratch_;
+  int cur_ = 0;
   size_t batch_ = 0, next_ = 0, fill_ = 0;
   TransferStats stats_;
   double t0_ = -1;
+  // Background broadcaster (when the wire allows it).
+  std::thread worker_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::pair<int, size_t>> queue_;
+  bool busy_[2] = {false, false};
+  bool stop_ = false;
+  std::exception_ptr error_;
 };
 
 class PackedReceiver : public RefitReceiver {
