@@ -129,6 +129,19 @@ quant_cfg:
   EXPECT_EQ(rec.resolve("model.layers.3.self_attn.k_bmm_quantizer").cfg, R"({"num_bits":[4,3]})");
 }
 
+TEST(RefitRecipeGuard, EnableDefaultsFollowModelOpt) {
+  // cfg without enable enables; an entry with neither changes nothing; a later entry with
+  // only enable toggles without touching the cfg.
+  auto a = R("quant_cfg: [{quantizer_name: '*', enable: false}, {quantizer_name: '*k_bmm_quantizer', cfg: {num_bits: e4m3}}]", "a");
+  auto b = R("quant_cfg: [{quantizer_name: '*', enable: false}, {quantizer_name: '*k_bmm_quantizer', enable: true, cfg: {num_bits: [4, 3]}}]", "b");
+  EXPECT_TRUE(check_same_recipe(a, b, false).identical);
+  auto c = R("quant_cfg: [{quantizer_name: '*', enable: false}, {quantizer_name: '*k_bmm_quantizer', cfg: {num_bits: e4m3}}, {quantizer_name: '*'}]", "c");
+  EXPECT_TRUE(c.resolve("model.layers.0.self_attn.k_bmm_quantizer").enabled);
+  auto d = R("quant_cfg: [{quantizer_name: '*k_bmm_quantizer', cfg: {num_bits: e4m3}}, {quantizer_name: '*k_bmm_quantizer', enable: false}, {quantizer_name: '*k_bmm_quantizer', enable: true}]", "d");
+  EXPECT_EQ(d.resolve("model.layers.0.self_attn.k_bmm_quantizer").cfg, R"({"num_bits":[4,3]})");
+  EXPECT_FALSE(d.resolve("model.layers.0.self_attn.v_bmm_quantizer").enabled);
+}
+
 TEST(RefitRecipeGuard, AlgorithmMustMatchAndBadFilesNameThemselves) {
   std::string other = kFp8Const;
   other.replace(other.find("algorithm: max"), 14, "algorithm: mse");

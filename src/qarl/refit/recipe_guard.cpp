@@ -66,6 +66,7 @@ NormalizedRecipe::Entry entry_from(const std::string& pattern, const YAML::Node&
       e.cfg = yaml_to_json(cfg).dump();
     }
   }
+  if (!e.enable && !e.cfg.empty()) e.enable = true;
   return e;
 }
 
@@ -120,7 +121,7 @@ NormalizedRecipe::Resolved NormalizedRecipe::resolve(const std::string& name) co
   Resolved r;  // unmatched quantizers stay disabled
   for (const auto& e : entries) {
     if (fnmatch(e.pattern.c_str(), name.c_str(), 0) != 0) continue;
-    r.enabled = e.enable;
+    if (e.enable) r.enabled = *e.enable;
     if (!e.cfg.empty()) r.cfg = e.cfg;
   }
   if (!r.enabled) r.cfg.clear();  // a disabled quantizer's cfg does not matter

@@ -20,7 +20,9 @@ namespace qarl::refit {
 struct NormalizedRecipe {
   struct Entry {
     std::string pattern;
-    bool enable = true;
+    // Absent only in an entry without cfg and without enable (it changes nothing); an entry
+    // with cfg and no enable enables (ModelOpt), normalized to true.
+    std::optional<bool> enable;
     std::string cfg;  // canonical JSON of the cfg mapping; "" when the entry has none
     bool operator==(const Entry&) const = default;
   };
