@@ -72,6 +72,7 @@ RefitMetadata meta_of(const std::vector<NamedTensor>& w) {
       NamedTensor nt;
       size_t i = 0;
       while (rx->next(nt)) dst[i++].copy_from(nt.tensor);
+      rx->acknowledge();
       if (i != meta.size()) rc = 1;
     }
   } catch (const std::exception& e) {
@@ -129,7 +130,7 @@ class SerialWire : public BroadcastWire {
   explicit SerialWire(BroadcastWire& w) : w_(w) {}
   bool is_root() const override { return w_.is_root(); }
   void broadcast(void* d, size_t n) override { w_.broadcast(d, n); }
-  void barrier() override { w_.barrier(); }
+  bool barrier(bool ok) override { return w_.barrier(ok); }
 
  private:
   BroadcastWire& w_;

@@ -48,6 +48,7 @@ int run(int rank) {
     std::vector<NamedTensor> got;
     NamedTensor nt;
     while (rx.next(nt)) got.push_back(nt);
+    rx.acknowledge();
     std::string diff = test::compare_streams(want, got);
     if (!diff.empty()) {
       std::fprintf(stderr, "rank %d mixed mismatch (seed %llu): %s\n", rank,

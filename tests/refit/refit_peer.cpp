@@ -115,6 +115,7 @@ int run(int argc, char** argv) {
     }
     got.push_back({nt.name, want.empty() ? Tensor() : nt.tensor.clone()});
   }
+  rx->acknowledge();
   std::fprintf(stderr, "peer: %s\n", describe(rx->stats()).c_str());
   std::string diff = test::compare_streams(want, got);
   if (!diff.empty()) {

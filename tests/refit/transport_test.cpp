@@ -33,6 +33,7 @@ using test::metadata_of;
 struct Loopback {
   std::deque<std::vector<unsigned char>> q;
   int corrupt_call = -1, calls = 0;
+  bool leaf_ok = true;
 };
 class LoopbackWire : public BroadcastWire {
  public:
@@ -52,7 +53,10 @@ class LoopbackWire : public BroadcastWire {
       lb_.q.pop_front();
     }
   }
-  void barrier() override {}
+  bool barrier(bool ok) override {
+    if (!root_) lb_.leaf_ok = ok;
+    return root_ ? lb_.leaf_ok : ok;
+  }
 
  private:
   Loopback& lb_;
@@ -64,6 +68,7 @@ std::vector<NamedTensor> drain(RefitReceiver& rx) {
   std::vector<NamedTensor> got;
   NamedTensor nt;
   while (rx.next(nt)) got.push_back(nt);
+  rx.acknowledge();
   return got;
 }
 
@@ -220,6 +225,7 @@ TEST(RefitStaging, ThreadedRoundTripAlignsEveryTensorAndUsesTempBuffer) {
           rx_error = "unaligned " + nt.name;
         got.push_back({nt.name, nt.tensor.clone()});
       }
+      rx.acknowledge();
     } catch (const std::exception& e) {
       rx_error = e.what();
     }
@@ -411,6 +417,7 @@ TEST(RefitStaging, ConsecutiveRefitsReuseTheConnection) {
         std::vector<NamedTensor> got;
         NamedTensor nt;
         while (rx.next(nt)) got.push_back({nt.name, nt.tensor.clone()});
+        rx.acknowledge();
         std::string d = compare_streams(want, got);
         if (!d.empty()) rx_error += d;
       }
@@ -427,6 +434,100 @@ TEST(RefitStaging, ConsecutiveRefitsReuseTheConnection) {
   receiver.join();
   EXPECT_EQ(rx_error, "");
 }
+
+}  // namespace
+}  // namespace qarl::refit
+
+namespace qarl::refit {
+namespace {
+
+// A rollout that refuses a refit tells the trainer (whose push/finish throws), keeps its
+// state, and the same connection carries the next refit. Four refits in a row: a wrong
+// dtype on the first tensor (refused while the sender is ahead), a bad K/V amax (refused
+// mid-stream), a missing K/V amax (refused at the final check, after the transport
+// completed), then a good one.
+void refuse_then_recover(bool staging) {
+  uint64_t seed = qarl::test::fresh_seed();
+  SCOPED_TRACE(seed);
+  test::TinyConfig c;
+  c.seed = seed;
+  auto good = model_stream(seed, false);
+  auto bad = model_stream(seed, true);
+  auto missing = good;
+  std::erase_if(missing, [](const NamedTensor& x) {
+    return x.name == "model.layers.1.self_attn.k_bmm_quantizer._amax";
+  });
+  // Refused at the first tensor, while the sender is already ahead (stale frames follow).
+  auto early = good;
+  early[0].tensor = early[0].tensor.to(DType::F32);
+  std::vector<std::vector<NamedTensor>> refits = {early, bad, missing, good};
+  // model_stream uses a 4-layer, hidden-40 config; mirror it for the engine.
+  c.input_quant = true;
+  c.layers = 4;
+  c.hidden = 40;
+  c.inter = 72;
+
+  std::vector<std::string> outcomes;
+  bool engine_ok = true;
+  auto rollout = [&](auto make_rx) {
+    test::FakeEngine engine(c);
+    for (const auto& s : refits) {
+      auto before = engine.snapshot();
+      StrictLoader loader(engine, NameMapper::dense());
+      auto rx = make_rx(metadata_of(s));
+      try {
+        receive_refit(*rx, loader);
+        outcomes.push_back("ok");
+      } catch (const Error& e) {
+        outcomes.push_back(e.tensor());
+        engine_ok = engine_ok && engine.same_as(before);
+      }
+    }
+  };
+  std::vector<bool> sender_threw;
+  auto trainer = [&](auto make_tx) {
+    for (const auto& s : refits) {
+      try {
+        auto tx = make_tx(metadata_of(s));
+        for (const auto& t : s) tx->push(t.name, t.tensor);
+        tx->finish();
+        sender_threw.push_back(false);
+      } catch (const Error&) {
+        sender_threw.push_back(true);
+      }
+    }
+  };
+
+  if (staging) {
+    auto [a, b] = socket_pair();
+    std::thread r([&, sock = std::move(b)]() mutable {
+      rollout([&](RefitMetadata m) { return std::make_unique<StagingReceiver>(sock, m); });
+    });
+    auto pool = StagingBuffers::create(4096);
+    trainer([&](RefitMetadata m) { return std::make_unique<StagingSender>(a, m, pool); });
+    r.join();
+  } else {
+    Listener l = Listener::tcp();
+    std::thread r([&] {
+      auto wire = TcpBroadcastWire::leaf(connect_tcp("127.0.0.1", l.port()));
+      rollout([&](RefitMetadata m) { return std::make_unique<PackedReceiver>(*wire, m, 3000); });
+    });
+    std::vector<Socket> leaves;
+    leaves.push_back(l.accept());
+    auto wire = TcpBroadcastWire::root(std::move(leaves));
+    trainer([&](RefitMetadata m) { return std::make_unique<PackedSender>(*wire, m, 3000); });
+    r.join();
+  }
+  EXPECT_EQ(outcomes, (std::vector<std::string>{
+                          "model.embed_tokens.weight",
+                          "model.layers.2.self_attn.v_bmm_quantizer._amax",
+                          "model.layers.1.self_attn.attn.k_bmm_quantizer._amax", "ok"}));
+  EXPECT_EQ(sender_threw, (std::vector<bool>{true, true, true, false}));
+  EXPECT_TRUE(engine_ok);
+}
+
+TEST(RefitStaging, RefusedRefitIsReportedAndTheConnectionRecovers) { refuse_then_recover(true); }
+TEST(RefitPacked, RefusedRefitIsReportedAndTheWireRecovers) { refuse_then_recover(false); }
 
 }  // namespace
 }  // namespace qarl::refit

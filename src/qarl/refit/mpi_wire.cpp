@@ -39,7 +39,11 @@ bool MpiBroadcastWire::background_ok() const {
   return level >= MPI_THREAD_SERIALIZED;
 }
 
-void MpiBroadcastWire::barrier() { check(MPI_Barrier(comm_), "MPI_Barrier"); }
+bool MpiBroadcastWire::barrier(bool ok) {
+  int mine = ok ? 1 : 0, all = 0;
+  check(MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, comm_), "MPI_Allreduce");
+  return all == 1;
+}
 
 }  // namespace qarl::refit
 #endif

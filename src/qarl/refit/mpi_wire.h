@@ -15,7 +15,7 @@ class MpiBroadcastWire : public BroadcastWire {
   bool is_root() const override { return rank_ == root_; }
   // MPI_Bcast in chunks of at most 1 GiB (MPI counts are int).
   void broadcast(void* data, size_t n) override;
-  void barrier() override;
+  bool barrier(bool ok) override;  // MPI_Allreduce(MIN) of ok: everyone learns
   // Only when MPI was initialized with MPI_THREAD_SERIALIZED or more.
   bool background_ok() const override;
 

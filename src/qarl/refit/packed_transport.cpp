@@ -53,16 +53,18 @@ void TcpBroadcastWire::broadcast(void* data, size_t n) {
   }
 }
 
-void TcpBroadcastWire::barrier() {
-  char c = 'K';
-  if (root_) {
-    for (auto& s : socks_) {
-      s.recv_all(&c, 1);
-      if (c != 'K') throw runtime_err("refit leaf reported a failure at the barrier");
-    }
-  } else {
+bool TcpBroadcastWire::barrier(bool ok) {
+  char c = ok ? 'K' : 'E';
+  if (!root_) {
     socks_[0].send_all(&c, 1);
+    return ok;
   }
+  bool all = ok;
+  for (auto& s : socks_) {
+    s.recv_all(&c, 1);
+    all = all && c == 'K';
+  }
+  return all;
 }
 
 PackedSender::PackedSender(BroadcastWire& wire, RefitMetadata meta, size_t target_bytes,
@@ -182,9 +184,35 @@ TransferStats PackedSender::finish() {
     throw runtime_err("refit stream ended after {} of {} tensors; next expected '{}'", next_,
                       meta_.size(), meta_[next_].name);
   stop_worker();  // drains the queue first
-  wire_.barrier();
+  if (!wire_.barrier(true))
+    throw runtime_err("a refit receiver failed (its engine keeps the previous state; see the "
+                      "receiver's log for the tensor)");
   stats_.seconds = now_s() - t0_;
   return stats_;
+}
+
+PackedReceiver::~PackedReceiver() {
+  if (!done_) abandon("receiver destroyed before the end of the refit");
+}
+
+void PackedReceiver::abandon(const std::string& why) noexcept {
+  if (done_) return;
+  done_ = true;
+  try {
+    if (!started_) start();
+  } catch (...) {
+  }
+  if (!in_sync_) return;  // sizes unknown: the caller must drop this connection
+  try {
+    // Receive the rest without looking at it, then report the failure at the barrier.
+    for (size_t b = received_; b < batches_.size(); ++b) {
+      std::vector<unsigned char> sink(batches_[b].bytes + kTrailer);
+      wire_.broadcast(sink.data(), sink.size());
+    }
+    wire_.barrier(false);
+  } catch (...) {
+  }
+  (void)why;
 }
 
 PackedReceiver::PackedReceiver(BroadcastWire& wire, RefitMetadata meta, size_t target_bytes)
@@ -198,20 +226,27 @@ void PackedReceiver::start() {
   t0_ = now_s();
   uint64_t header[2] = {0, 0};
   wire_.broadcast(header, sizeof header);
-  if (header[0] != metadata_fingerprint(meta_) || header[1] != target_)
+  in_sync_ = header[0] == metadata_fingerprint(meta_) && header[1] == target_;
+  if (!in_sync_)
     throw runtime_err("packed refit: the sender holds different metadata or batch size "
                       "(target {} vs {} bytes); batch boundaries would not agree",
                       header[1], target_);
 }
 
+void PackedReceiver::acknowledge() {
+  if (done_) throw runtime_err("refit already acknowledged or abandoned");
+  if (!end_) throw runtime_err("acknowledge() before the end of the refit stream");
+  done_ = true;
+  wire_.barrier(true);
+  stats_.seconds = now_s() - t0_;
+}
+
 bool PackedReceiver::next(NamedTensor& out) {
   out.tensor = Tensor();  // drop the caller's previous view, so its buffer can be reused
-  if (done_) return false;
+  if (done_ || end_) return false;
   if (!started_) start();
   if (next_ == meta_.size()) {
-    wire_.barrier();
-    done_ = true;
-    stats_.seconds = now_s() - t0_;
+    end_ = true;  // the barrier waits for the consumer's verdict (acknowledge/abandon)
     return false;
   }
   const PackedBatch& b = batches_[batch_];
@@ -222,6 +257,7 @@ bool PackedReceiver::next(NamedTensor& out) {
       buf_ = Storage::allocate(b.bytes + kTrailer, Device::CPU);
     auto* p = static_cast<unsigned char*>(buf_->data());
     wire_.broadcast(p, b.bytes + kTrailer);
+    ++received_;
     uint32_t trailer[2];
     std::memcpy(trailer, p + b.bytes, kTrailer);
     uint32_t crc = crc32c(p, b.bytes);

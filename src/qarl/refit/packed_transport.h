@@ -41,8 +41,9 @@ class BroadcastWire {
   virtual bool is_root() const = 0;
   // Root: sends n bytes to every leaf. Leaf: receives n bytes.
   virtual void broadcast(void* data, size_t n) = 0;
-  // Returns once every leaf reached it (the end of a refit).
-  virtual void barrier() = 0;
+  // Returns once every participant reached it (the end of a refit), with whether all of
+  // them passed ok = true (the root learns about failed leaves; a leaf may only know itself).
+  virtual bool barrier(bool ok) = 0;
   // Whether broadcast() may be called from a thread other than the one that created the
   // wire (one thread at a time). The packed sender then overlaps packing batch k+1 with
   // broadcasting batch k.
@@ -56,7 +57,7 @@ class TcpBroadcastWire : public BroadcastWire {
   static std::unique_ptr<TcpBroadcastWire> leaf(Socket to_root);
   bool is_root() const override { return root_; }
   void broadcast(void* data, size_t n) override;
-  void barrier() override;
+  bool barrier(bool ok) override;
   bool background_ok() const override { return true; }
 
  private:
@@ -107,8 +108,11 @@ class PackedSender : public RefitSender {
 class PackedReceiver : public RefitReceiver {
  public:
   PackedReceiver(BroadcastWire& wire, RefitMetadata meta, size_t target_bytes);
+  ~PackedReceiver() override;
   bool next(NamedTensor& out) override;
+  void acknowledge() override;
   TransferStats stats() const override { return stats_; }
+  void abandon(const std::string& why) noexcept override;
 
  private:
   void start();
@@ -118,7 +122,9 @@ class PackedReceiver : public RefitReceiver {
   std::vector<PackedBatch> batches_;
   std::shared_ptr<Storage> buf_;
   size_t batch_ = 0, next_ = 0, off_ = 0;
-  bool started_ = false, done_ = false;
+  size_t received_ = 0;  // batches taken off the wire
+  bool started_ = false, end_ = false, done_ = false;
+  bool in_sync_ = false;  // header agreed: batch sizes known, the stream can be drained
   TransferStats stats_;
   double t0_ = -1;
 };

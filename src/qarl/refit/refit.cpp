@@ -10,16 +10,18 @@ TransferStats send_refit(const std::vector<ExportItem>& plan, RefitSender& sende
 }
 
 RefitResult receive_refit(RefitReceiver& receiver, StrictLoader& loader) {
+  RefitResult r;
   loader.begin();
   try {
     NamedTensor nt;
     while (receiver.next(nt)) loader.load(nt.name, nt.tensor);
-  } catch (...) {
+    r.load = loader.finish();  // validation, then commit
+  } catch (const std::exception& e) {
     loader.abort();
+    receiver.abandon(e.what());  // keeps the connection in step and tells the sender
     throw;
   }
-  RefitResult r;
-  r.load = loader.finish();
+  receiver.acknowledge();
   r.transfer = receiver.stats();
   return r;
 }

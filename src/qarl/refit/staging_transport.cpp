@@ -1,6 +1,8 @@
 #include "qarl/refit/staging_transport.h"
 
+#include <atomic>
 #include <chrono>
+#include <unistd.h>
 #include <cstring>
 
 #include <nlohmann/json.hpp>
@@ -26,9 +28,21 @@ json recv_json(Socket& s) {
   return j;
 }
 
-// An ACK, or the receiver's error turned into ours.
-void expect_ack(Socket& s, const char* what) {
-  json j = recv_json(s);
+uint64_t new_refit_id() {
+  static std::atomic<uint64_t> counter{0};
+  uint64_t t = uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
+  return (uint64_t(::getpid()) << 40) ^ (t * 0x9E3779B97F4A7C15ull) ^ ++counter;
+}
+
+}  // namespace
+
+// An ACK of this refit, or the receiver's error turned into ours; frames of an earlier
+// refit (abandoned by the receiver) are skipped.
+void StagingSender::expect_ack(const char* what) {
+  json j;
+  do {
+    j = recv_json(ctl_);
+  } while (j.value("id", uint64_t(0)) != id_);
   if (j["type"] == "ack") return;
   if (j["type"] == "error") {
     Error e = runtime_err("refit receiver failed ({}): {}", what, j.value("message", ""));
@@ -38,8 +52,6 @@ void expect_ack(Socket& s, const char* what) {
   throw runtime_err("unexpected refit control message '{}' while waiting for an ACK ({})",
                     j["type"].dump(), what);
 }
-
-}  // namespace
 
 std::shared_ptr<StagingBuffers> StagingBuffers::create(size_t bytes) {
   if (bytes < kStagingAlignment || bytes % kStagingAlignment)
@@ -56,19 +68,21 @@ StagingSender::StagingSender(Socket& control, RefitMetadata meta, size_t buffer_
 
 StagingSender::StagingSender(Socket& control, RefitMetadata meta,
                              std::shared_ptr<StagingBuffers> buffers)
-    : ctl_(control), meta_(std::move(meta)), buffer_bytes_(buffers->bytes), pool_(buffers) {
+    : ctl_(control), id_(new_refit_id()), meta_(std::move(meta)), buffer_bytes_(buffers->bytes),
+      pool_(buffers) {
   for (int b = 0; b < 2; ++b) buf_[b] = pool_->seg[b];
   send_json(ctl_, {{"type", "hello"},
+                   {"id", id_},
                    {"segments", {buf_[0]->name(), buf_[1]->name()}},
                    {"bytes", buffer_bytes_},
                    {"count", meta_.size()},
                    {"fingerprint", metadata_fingerprint(meta_)}});
-  expect_ack(ctl_, "hello");
+  expect_ack("hello");
 }
 
 void StagingSender::wait_one_ack() {
   QARL_ASSERT(!pending_.empty(), "no buffer in flight");
-  expect_ack(ctl_, "buffer");
+  expect_ack("buffer");
   int b = pending_.front();
   pending_.pop_front();
   if (b >= 0) in_flight_[b] = false;
@@ -80,7 +94,7 @@ void StagingSender::wait_buffer_free(int b) {
 
 void StagingSender::flush() {
   if (names_.empty()) return;
-  send_json(ctl_, {{"type", "batch"}, {"buffer", cur_}, {"names", names_}, {"used", used_}});
+  send_json(ctl_, {{"type", "batch"}, {"id", id_}, {"buffer", cur_}, {"names", names_}, {"used", used_}});
   in_flight_[cur_] = true;
   pending_.push_back(cur_);
   ++stats_.batches;
@@ -101,7 +115,7 @@ void StagingSender::push(const std::string& name, const Tensor& tensor) {
     flush();
     auto tmp = ShmSegment::create(unique_shm_name("tmp"), aligned);
     std::memcpy(tmp->data(), tensor.data(), n);
-    send_json(ctl_, {{"type", "batch"}, {"segment", tmp->name()}, {"bytes", aligned},
+    send_json(ctl_, {{"type", "batch"}, {"id", id_}, {"segment", tmp->name()}, {"bytes", aligned},
                      {"names", {name}}, {"used", aligned}});
     pending_.push_back(-1);
     ++stats_.batches;
@@ -125,17 +139,20 @@ TransferStats StagingSender::finish() {
                       meta_.size(), meta_[next_].name);
   flush();
   while (!pending_.empty()) wait_one_ack();
-  send_json(ctl_, {{"type", "complete"}, {"count", next_}, {"bytes", stats_.bytes}});
-  expect_ack(ctl_, "complete");
+  send_json(ctl_, {{"type", "complete"}, {"id", id_}, {"count", next_}, {"bytes", stats_.bytes}});
+  expect_ack("complete");
   stats_.seconds = now_s() - t0_;
   return stats_;
 }
 
 StagingReceiver::StagingReceiver(Socket& control, RefitMetadata meta, StagingMappings* reuse)
     : ctl_(control), meta_(std::move(meta)) {
-  json h = recv_json(ctl_);
+  json h;
+  do {  // leftovers of an earlier refit that this side abandoned are skipped
+    h = recv_json(ctl_);
+  } while (h["type"] != "hello");
+  id_ = h.value("id", uint64_t(0));
   try {
-    if (h["type"] != "hello") throw runtime_err("expected the staging hello");
     if (h.value("fingerprint", uint64_t(0)) != metadata_fingerprint(meta_) ||
         h.value("count", size_t(0)) != meta_.size())
       throw runtime_err("sender and receiver hold different refit metadata ({} vs {} tensors)",
@@ -158,13 +175,26 @@ StagingReceiver::StagingReceiver(Socket& control, RefitMetadata meta, StagingMap
   } catch (const std::exception& e) {
     fail(runtime_err("bad staging hello: {}", e.what()));
   }
-  send_json(ctl_, {{"type", "ack"}});
+  send_json(ctl_, {{"type", "ack"}, {"id", id_}});
+}
+
+StagingReceiver::~StagingReceiver() {
+  if (!done_) abandon("receiver destroyed before the end of the refit");
+}
+
+void StagingReceiver::abandon(const std::string& why) noexcept {
+  if (done_) return;
+  done_ = true;
+  try {
+    send_json(ctl_, {{"type", "error"}, {"id", id_}, {"message", why}});
+  } catch (...) {
+  }
 }
 
 void StagingReceiver::fail(Error e) {
   // Tell the sender why before giving up, so both sides name the same tensor.
   try {
-    json j = {{"type", "error"}, {"message", e.message()}};
+    json j = {{"type", "error"}, {"id", id_}, {"message", e.message()}};
     if (!e.tensor().empty()) j["tensor"] = e.tensor();
     send_json(ctl_, j);
   } catch (...) {
@@ -174,12 +204,20 @@ void StagingReceiver::fail(Error e) {
 }
 
 void StagingReceiver::ack() {
-  send_json(ctl_, {{"type", "ack"}});
+  send_json(ctl_, {{"type", "ack"}, {"id", id_}});
   need_ack_ = false;
 }
 
+void StagingReceiver::acknowledge() {
+  if (done_) throw runtime_err("refit already acknowledged or abandoned");
+  if (!end_) throw runtime_err("acknowledge() before the end of the refit stream");
+  ack();
+  done_ = true;
+  stats_.seconds = now_s() - t0_;
+}
+
 bool StagingReceiver::next(NamedTensor& out) {
-  if (done_) return false;
+  if (done_ || end_) return false;
   if (t0_ < 0) t0_ = now_s();
   if (batch_pos_ < batch_.size()) {
     auto [i, off] = batch_[batch_pos_++];
@@ -198,9 +236,7 @@ bool StagingReceiver::next(NamedTensor& out) {
           j["bytes"].get<size_t>() != metadata_total_bytes(meta_))
         throw runtime_err("incomplete refit: received {} of {} tensors (sender says {})", next_,
                           meta_.size(), j["count"].get<size_t>());
-      ack();
-      done_ = true;
-      stats_.seconds = now_s() - t0_;
+      end_ = true;  // the final ACK waits for the consumer's verdict (acknowledge/abandon)
       return false;
     }
     if (j["type"] != "batch") throw runtime_err("unexpected control message {}", j["type"].dump());

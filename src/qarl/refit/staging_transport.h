@@ -52,10 +52,12 @@ class StagingSender : public RefitSender {
 
  private:
   void flush();
+  void expect_ack(const char* what);
   void wait_one_ack();
   void wait_buffer_free(int b);
 
   Socket& ctl_;
+  uint64_t id_;  // this refit's id: frames of an earlier, failed refit are discarded
   RefitMetadata meta_;
   size_t buffer_bytes_;
   std::shared_ptr<StagingBuffers> pool_;
@@ -74,14 +76,18 @@ class StagingReceiver : public RefitReceiver {
  public:
   // Waits for the sender's hello, maps the buffers and acknowledges.
   StagingReceiver(Socket& control, RefitMetadata meta, StagingMappings* reuse = nullptr);
+  ~StagingReceiver() override;
   bool next(NamedTensor& out) override;
+  void acknowledge() override;
   TransferStats stats() const override { return stats_; }
+  void abandon(const std::string& why) noexcept override;
 
  private:
   [[noreturn]] void fail(Error e);
   void ack();
 
   Socket& ctl_;
+  uint64_t id_ = 0;
   RefitMetadata meta_;
   std::shared_ptr<ShmSegment> buf_[2];
   std::shared_ptr<ShmSegment> batch_seg_;  // the segment the current batch lives in
@@ -89,7 +95,8 @@ class StagingReceiver : public RefitReceiver {
   size_t batch_pos_ = 0;
   bool need_ack_ = false;
   size_t next_ = 0;
-  bool done_ = false;
+  bool end_ = false;   // COMPLETE received and checked, final ACK pending
+  bool done_ = false;  // acknowledged or abandoned
   TransferStats stats_;
   double t0_ = -1;
 };

@@ -30,6 +30,16 @@ class RefitReceiver {
   // stream checks passed). A yielded tensor stays valid at least until the next call (a
   // staging transport reuses its buffers after that); copy it to keep it.
   virtual bool next(NamedTensor& out) = 0;
+  // After next() returned false: the consumer accepted the refit (e.g. the strict loader
+  // committed). Completes the final handshake; only then does the sender's finish() return.
+  virtual void acknowledge() = 0;
+  // The consumer failed, before or after the end of the stream (e.g. the strict loader
+  // refused a tensor): keep the connection usable and tell the sender, whose push() or
+  // finish() then throws. A staging receiver sends an error message; a packed receiver
+  // drains the rest of the stream (a collective: every participant must get through it) and
+  // reports failure at the final barrier. The destructor of a receiver that was neither
+  // acknowledged nor abandoned abandons (fail closed). Never throws.
+  virtual void abandon(const std::string& why) noexcept = 0;
   virtual TransferStats stats() const = 0;
 };
 
