@@ -531,3 +531,75 @@ TEST(RefitPacked, RefusedRefitIsReportedAndTheWireRecovers) { refuse_then_recove
 
 }  // namespace
 }  // namespace qarl::refit
+
+namespace qarl::refit {
+namespace {
+
+// The trainer gives up halfway (an error on its side): the rollout fails that refit with
+// an Error saying so, keeps its state, and the next refit on the same connection works.
+void trainer_abort_then_recover(bool staging) {
+  uint64_t seed = qarl::test::fresh_seed();
+  SCOPED_TRACE(seed);
+  auto stream = model_stream(seed, false);
+  test::TinyConfig c;
+  c.seed = seed;
+  c.input_quant = true;
+  c.layers = 4;
+  c.hidden = 40;
+  c.inter = 72;
+  RefitMetadata meta = metadata_of(stream);
+  std::vector<std::string> outcomes;
+  bool engine_ok = true;
+  auto rollout = [&](auto make_rx) {
+    test::FakeEngine engine(c);
+    for (int r = 0; r < 2; ++r) {
+      auto before = engine.snapshot();
+      StrictLoader loader(engine, NameMapper::dense());
+      auto rx = make_rx();
+      try {
+        receive_refit(*rx, loader);
+        outcomes.push_back("ok");
+      } catch (const Error& e) {
+        outcomes.push_back(std::string(e.what()).find("aborted") != std::string::npos ? "aborted" : e.what());
+        engine_ok = engine_ok && engine.same_as(before);
+      }
+    }
+  };
+  auto trainer = [&](auto make_tx) {
+    {
+      auto tx = make_tx();
+      for (size_t i = 0; i < stream.size() / 2; ++i) tx->push(stream[i].name, stream[i].tensor);
+    }  // destroyed mid-refit
+    auto tx = make_tx();
+    for (const auto& t : stream) tx->push(t.name, t.tensor);
+    tx->finish();
+  };
+  if (staging) {
+    auto [a, b] = socket_pair();
+    std::thread r([&, sock = std::move(b)]() mutable {
+      rollout([&] { return std::make_unique<StagingReceiver>(sock, meta); });
+    });
+    auto pool = StagingBuffers::create(4096);
+    EXPECT_NO_THROW(trainer([&] { return std::make_unique<StagingSender>(a, meta, pool); }));
+    r.join();
+  } else {
+    Listener l = Listener::tcp();
+    std::thread r([&] {
+      auto wire = TcpBroadcastWire::leaf(connect_tcp("127.0.0.1", l.port()));
+      rollout([&] { return std::make_unique<PackedReceiver>(*wire, meta, 3000); });
+    });
+    std::vector<Socket> leaves;
+    leaves.push_back(l.accept());
+    auto wire = TcpBroadcastWire::root(std::move(leaves));
+    EXPECT_NO_THROW(trainer([&] { return std::make_unique<PackedSender>(*wire, meta, 3000); }));
+    r.join();
+  }
+  EXPECT_EQ(outcomes, (std::vector<std::string>{"aborted", "ok"}));
+  EXPECT_TRUE(engine_ok);
+}
+
+TEST(RefitStaging, TrainerAbortFailsTheRefitAndTheConnectionRecovers) { trainer_abort_then_recover(true); }
+TEST(RefitPacked, TrainerAbortFailsTheRefitAndTheWireRecovers) { trainer_abort_then_recover(false); }
+
+}  // namespace
+}  // namespace qarl::refit

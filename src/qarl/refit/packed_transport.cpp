@@ -14,6 +14,7 @@ double now_s() {
 }
 
 constexpr size_t kTrailer = 8;  // u32 CRC32C, u32 batch index
+constexpr uint32_t kAbortedBatch = 0xFFFFFFFFu;  // index of a batch the sender gave up on
 
 }  // namespace
 
@@ -78,6 +79,17 @@ PackedSender::PackedSender(BroadcastWire& wire, RefitMetadata meta, size_t targe
 PackedSender::~PackedSender() {
   try {
     stop_worker();
+  } catch (...) {
+  }
+  if (t0_ < 0 || finished_) return;
+  try {
+    for (size_t b = batch_; b < batches_.size(); ++b) {
+      std::vector<unsigned char> poison(batches_[b].bytes + kTrailer, 0);
+      uint32_t trailer[2] = {0, kAbortedBatch};
+      std::memcpy(poison.data() + batches_[b].bytes, trailer, kTrailer);
+      wire_.broadcast(poison.data(), poison.size());
+    }
+    wire_.barrier(false);
   } catch (...) {
   }
 }
@@ -184,6 +196,7 @@ TransferStats PackedSender::finish() {
     throw runtime_err("refit stream ended after {} of {} tensors; next expected '{}'", next_,
                       meta_.size(), meta_[next_].name);
   stop_worker();  // drains the queue first
+  finished_ = true;
   if (!wire_.barrier(true))
     throw runtime_err("a refit receiver failed (its engine keeps the previous state; see the "
                       "receiver's log for the tensor)");
@@ -260,6 +273,9 @@ bool PackedReceiver::next(NamedTensor& out) {
     ++received_;
     uint32_t trailer[2];
     std::memcpy(trailer, p + b.bytes, kTrailer);
+    if (trailer[1] == kAbortedBatch)
+      throw runtime_err("the trainer aborted this refit at batch {} (see its log)", batch_)
+          .tensor(meta_[b.first].name);
     uint32_t crc = crc32c(p, b.bytes);
     if (trailer[1] != uint32_t(batch_) || trailer[0] != crc)
       throw runtime_err("packed refit batch {} (tensors {}..{}) is corrupt: checksum {:08x}, "

@@ -75,6 +75,9 @@ class PackedSender : public RefitSender {
  public:
   PackedSender(BroadcastWire& wire, RefitMetadata meta, size_t target_bytes,
                std::shared_ptr<PackedScratch> scratch = nullptr);
+  // A sender destroyed mid-refit (an error on the trainer side) still walks the wire to the
+  // end: every remaining batch goes out marked "aborted" and the barrier reports failure, so
+  // the receivers fail this refit and stay in step for the next one.
   ~PackedSender() override;
   void push(const std::string& name, const Tensor& tensor) override;
   TransferStats finish() override;
@@ -102,6 +105,7 @@ class PackedSender : public RefitSender {
   std::deque<std::pair<int, size_t>> queue_;
   bool busy_[2] = {false, false};
   bool stop_ = false;
+  bool finished_ = false;
   std::exception_ptr error_;
 };
 

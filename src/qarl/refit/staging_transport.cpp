@@ -80,6 +80,14 @@ StagingSender::StagingSender(Socket& control, RefitMetadata meta,
   expect_ack("hello");
 }
 
+StagingSender::~StagingSender() {
+  if (finished_) return;
+  try {
+    send_json(ctl_, {{"type", "abort"}, {"id", id_}});
+  } catch (...) {
+  }
+}
+
 void StagingSender::wait_one_ack() {
   QARL_ASSERT(!pending_.empty(), "no buffer in flight");
   expect_ack("buffer");
@@ -140,6 +148,7 @@ TransferStats StagingSender::finish() {
   flush();
   while (!pending_.empty()) wait_one_ack();
   send_json(ctl_, {{"type", "complete"}, {"id", id_}, {"count", next_}, {"bytes", stats_.bytes}});
+  finished_ = true;  // from here on a failure is the receiver's verdict, already known to it
   expect_ack("complete");
   stats_.seconds = now_s() - t0_;
   return stats_;
@@ -239,6 +248,8 @@ bool StagingReceiver::next(NamedTensor& out) {
       end_ = true;  // the final ACK waits for the consumer's verdict (acknowledge/abandon)
       return false;
     }
+    if (j["type"] == "abort")
+      throw runtime_err("the trainer aborted this refit after {} tensors (see its log)", next_);
     if (j["type"] != "batch") throw runtime_err("unexpected control message {}", j["type"].dump());
     if (j.contains("segment")) {
       batch_seg_ = ShmSegment::open(j["segment"].get<std::string>(), j["bytes"].get<size_t>());

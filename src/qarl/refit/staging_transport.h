@@ -44,6 +44,8 @@ struct StagingMappings {
 class StagingSender : public RefitSender {
  public:
   StagingSender(Socket& control, RefitMetadata meta, std::shared_ptr<StagingBuffers> buffers);
+  // Destroyed mid-refit (an error on the trainer side): tells the receiver to fail it.
+  ~StagingSender() override;
   // Sends the hello (segment names, sizes, metadata fingerprint) and waits for its ACK.
   // The control connection is borrowed: it outlives one refit and serves the next ones.
   StagingSender(Socket& control, RefitMetadata meta, size_t buffer_bytes);
@@ -68,6 +70,7 @@ class StagingSender : public RefitSender {
   size_t used_ = 0;
   std::vector<std::string> names_;
   size_t next_ = 0;
+  bool finished_ = false;
   TransferStats stats_;
   double t0_ = -1;
 };
