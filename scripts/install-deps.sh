@@ -9,6 +9,7 @@ APT_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   nlohmann-json3-dev libyaml-cpp-dev libfmt-dev libcli11-dev libpcre2-dev
   libutf8proc-dev            # tokenizer: NFC normalization
+  zlib1g-dev                 # quant: the embedded Triton reciprocal table is zlib-compressed
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenblas-dev            # only the GEMM benchmark compares against it
   libopenmpi-dev openmpi-bin # refit's packed stream across processes on CPU

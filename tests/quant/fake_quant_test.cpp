@@ -11,6 +11,7 @@
 #include "qarl/core/half.h"
 #include "qarl/quant/fake_quant.h"
 #include "qarl/quant/formats.h"
+#include "qarl/quant/triton_rcp.h"
 #include "test_util.h"
 
 namespace qarl::quant {
@@ -76,7 +77,9 @@ TEST(FakeQuant, AllPathsMatchReferenceBitwise) {
           // FP8
           Tensor ref8 = fake_quant_fp8_reference(x, amax);
           EXPECT_TRUE(bitwise_equal(fake_quant_fp8(x, amax), ref8));
-          // NVFP4
+          // NVFP4, IEEE division (checked fully below for the default, Triton's).
+          EXPECT_TRUE(bitwise_equal(fake_quant_nvfp4(x, amax, Nvfp4Division::kIeee),
+                                    fake_quant_nvfp4_reference(x, amax, Nvfp4Division::kIeee)));
           Tensor ref4 = fake_quant_nvfp4_reference(x, amax);
           EXPECT_TRUE(bitwise_equal(fake_quant_nvfp4(x, amax), ref4));
           // In place.
@@ -94,7 +97,7 @@ TEST(FakeQuant, AllPathsMatchReferenceBitwise) {
             fake_quant_fp8_row(in, static_cast<char*>(r8.data()) + r * last * es, last, dt,
                                fp8_scales(amax));
             fake_quant_nvfp4_row(in, static_cast<char*>(r4.data()) + r * last * es, last, dt,
-                                 nvfp4_global_scale(amax));
+                                 nvfp4_scales(amax));
           }
           EXPECT_TRUE(bitwise_equal(r8, ref8));
           EXPECT_TRUE(bitwise_equal(r4, ref4));
@@ -106,10 +109,14 @@ TEST(FakeQuant, AllPathsMatchReferenceBitwise) {
           encode_fp8_row(x.data(), dt, n, fp8_scales(amax), codes.data());
           decode_fp8_row(codes.data(), n, fp8_scales(amax).inv_scale, d8.data(), dt);
           EXPECT_TRUE(bitwise_equal(d8, ref8));
-          float gs = nvfp4_global_scale(amax);
-          encode_nvfp4_row(x.data(), dt, n, gs, packed.data(), scales.data());
-          decode_nvfp4_row(packed.data(), scales.data(), n, gs, d4.data(), dt);
+          const Nvfp4Scales sc = nvfp4_scales(amax);
+          encode_nvfp4_row(x.data(), dt, n, sc, packed.data(), scales.data());
+          decode_nvfp4_row(packed.data(), scales.data(), n, sc.global_scale, d4.data(), dt);
           EXPECT_TRUE(bitwise_equal(d4, ref4));
+          const Nvfp4Scales si = nvfp4_scales(amax, Nvfp4Division::kIeee);
+          encode_nvfp4_row(x.data(), dt, n, si, packed.data(), scales.data());
+          decode_nvfp4_row(packed.data(), scales.data(), n, si.global_scale, d4.data(), dt);
+          EXPECT_TRUE(bitwise_equal(d4, fake_quant_nvfp4_reference(x, amax, Nvfp4Division::kIeee)));
         }
       }
     }
@@ -162,8 +169,10 @@ TEST(FakeQuant, Nvfp4DegenerateBlocks) {
   for (int i = 64; i < 80; ++i) v[i] = float(i - 63) * 2e-6f;
   Tensor x = Tensor::from_f32(v, {80}, DType::F32);
   const float amax = 100.0f;
-  Tensor y = fake_quant_nvfp4(x, amax);
-  EXPECT_TRUE(bitwise_equal(y, fake_quant_nvfp4_reference(x, amax)));
+  EXPECT_TRUE(bitwise_equal(fake_quant_nvfp4(x, amax), fake_quant_nvfp4_reference(x, amax)));
+  // The explicit expectations below use IEEE division.
+  Tensor y = fake_quant_nvfp4(x, amax, Nvfp4Division::kIeee);
+  EXPECT_TRUE(bitwise_equal(y, fake_quant_nvfp4_reference(x, amax, Nvfp4Division::kIeee)));
   std::vector<float> yv = y.to_f32_vector();
   float gs = nvfp4_global_scale(amax);
   for (int i = 0; i < 16; ++i) EXPECT_TRUE(fbits(yv[i]) == 0u) << i;
@@ -180,11 +189,14 @@ TEST(FakeQuant, Nvfp4DegenerateBlocks) {
     EXPECT_EQ(yv[i], 0.0f);
     EXPECT_EQ(std::signbit(yv[i]), v[i] < 0) << i;
   }
+  // Triton (ModelOpt's kernel) negates as 0 - v: the zeros are all +0.
+  std::vector<float> tv0 = fake_quant_nvfp4(x, amax).to_f32_vector();
+  for (int i = 48; i < 64; ++i) EXPECT_EQ(fbits(tv0[i]), 0u) << i;
   // Tiny non-zero S (below the pin's 1e-5 guard) still quantizes normally (HEAD): with
   // amax 1, gs = 1/2688 and a block max of 32e-6 gives S ~ 5e-6.
   Tensor t = Tensor::from_f32(std::vector<float>(v.begin() + 64, v.end()), {16}, DType::F32);
-  Tensor ty = fake_quant_nvfp4(t, 1.0f);
-  EXPECT_TRUE(bitwise_equal(ty, fake_quant_nvfp4_reference(t, 1.0f)));
+  Tensor ty = fake_quant_nvfp4(t, 1.0f, Nvfp4Division::kIeee);
+  EXPECT_TRUE(bitwise_equal(ty, fake_quant_nvfp4_reference(t, 1.0f, Nvfp4Division::kIeee)));
   float g1 = nvfp4_global_scale(1.0f);
   float S4 = e4m3_round(32e-6f / (6.0f * g1)) * g1;
   ASSERT_GT(S4, 0.0f);
@@ -198,9 +210,43 @@ TEST(FakeQuant, Nvfp4Saturation) {
   // |x| > amax: block scale capped at 448*gs = amax/6, q capped at 6: |y| <= ~amax.
   std::vector<float> v(16, 1.0f);
   v[0] = 1e6f;
-  Tensor y = fake_quant_nvfp4(Tensor::from_f32(v, {16}), 2.0f);
-  float gs = nvfp4_global_scale(2.0f);
-  EXPECT_EQ(y.to_f32_vector()[0], 6.0f * (448.0f * gs));
+  for (Nvfp4Division d : {Nvfp4Division::kTriton, Nvfp4Division::kIeee}) {
+    Tensor y = fake_quant_nvfp4(Tensor::from_f32(v, {16}), 2.0f, d);
+    float gs = nvfp4_global_scale(2.0f);
+    EXPECT_EQ(y.to_f32_vector()[0], 6.0f * (448.0f * gs));
+  }
+}
+
+TEST(FakeQuant, Nvfp4GlobalScaleIsPyTorchCudaScalarDivision) {
+  // PyTorch on CUDA divides by a Python scalar as a multiply by float(1.0 / scalar).
+  const float inv = float(1.0 / 2688.0);
+  int differs = 0;
+  for (float a = 0.001f; a < 1e4f; a *= 1.0137f) {
+    EXPECT_EQ(nvfp4_global_scale(a), a * inv);
+    differs += nvfp4_global_scale(a) != a / 2688.0f;
+  }
+  EXPECT_GT(differs, 0);  // the two really are different formulas
+  EXPECT_EQ(nvfp4_global_scale(0.0f), 1e-12f);
+  EXPECT_EQ(nvfp4_global_scale(-3.0f), 1e-12f);
+}
+
+TEST(FakeQuant, TritonDivisionDiffersFromIeeeAtTies) {
+  // The Triton issue's example: 4.6875 / 0.9375 = 5 exactly (an E2M1 tie, -> 4), but
+  // div.full.f32 returns 5.0000005 on sm_90, which the ladder sends to 6.
+  EXPECT_EQ(4.6875f / 0.9375f, 5.0f);
+  EXPECT_EQ(triton_div(4.6875f, 0.9375f), std::nextafter(5.0f, 10.0f));
+  EXPECT_EQ(triton_rcp(1.0f), 1.0f);
+  EXPECT_EQ(triton_rcp(0.0f), INFINITY);
+  EXPECT_EQ(triton_rcp(-0.0f), -INFINITY);
+  EXPECT_EQ(triton_rcp(INFINITY), 0.0f);
+  EXPECT_TRUE(std::isnan(triton_rcp(NAN)));
+  // Exact scaling with the exponent and odd symmetry (how the table is used).
+  for (float b : {0.9375f, 1.3f, 1.7777f}) {
+    EXPECT_EQ(triton_rcp(b * 1024.0f), triton_rcp(b) / 1024.0f);
+    EXPECT_EQ(triton_rcp(-b), -triton_rcp(b));
+  }
+  // Within 1 ulp of IEEE everywhere (the measured table holds only -1, 0, +1).
+  for (float b = 1.0f; b < 2.0f; b += 0.00173f) EXPECT_LE(std::fabs(triton_rcp(b) - 1.0f / b), std::nextafter(1.0f / b, 2.0f) - 1.0f / b);
 }
 
 TEST(FakeQuant, Fp8Idempotent) {

@@ -10,6 +10,7 @@
 
 #include "qarl/core/error.h"
 #include "qarl/quant/fake_quant_kernels.h"
+#include "qarl/quant/triton_rcp.h"
 
 namespace qarl::quant {
 
@@ -24,17 +25,31 @@ Fp8Scales fp8_scales(float amax) {
   return sc;
 }
 
-float nvfp4_global_scale(float amax) {
-  if (!std::isfinite(amax)) throw err("NVFP4 fake quantization: amax {} is not finite", amax);
-  float gs = amax / 2688.0f;  // torch: global_amax.float() / (6.0 * 448.0), fp32
-  return gs > 0.0f ? gs : 1e-12f;
+const char* division_name(Nvfp4Division d) {
+  return d == Nvfp4Division::kTriton ? "triton" : "ieee";
 }
+
+Nvfp4Scales nvfp4_scales(float amax, Nvfp4Division division) {
+  if (!std::isfinite(amax)) throw err("NVFP4 fake quantization: amax {} is not finite", amax);
+  // PyTorch CUDA: tensor / python scalar == tensor * float(1.0 / scalar) (fp32 multiply).
+  static const float kInv2688 = float(1.0 / 2688.0);
+  float gs = amax * kInv2688;
+  gs = gs > 0.0f ? gs : 1e-12f;  // Triton: tl.where(gs > 0.0, gs, 1e-12)
+  Nvfp4Scales sc;
+  sc.global_scale = gs;
+  sc.six_gs = 6.0f * gs;
+  sc.rcp_six_gs = triton_rcp(sc.six_gs);
+  sc.division = division;
+  return sc;
+}
+
+float nvfp4_global_scale(float amax) { return nvfp4_scales(amax).global_scale; }
 
 // ---- ISA dispatch ----------------------------------------------------------------------
 namespace {
 
 using Fp8RowFn = void (*)(const void*, void*, int64_t, DType, float, float);
-using Nvfp4RowFn = void (*)(const void*, void*, int64_t, DType, float);
+using Nvfp4RowFn = void (*)(const void*, void*, int64_t, DType, const Nvfp4Scales&);
 
 #define QARL_QK_DEFINE_ISA(SUFFIX, ATTR)                                                   \
   ATTR void fp8_row_##SUFFIX(const void* in, void* out, int64_t n, DType d, float s,        \
@@ -45,12 +60,20 @@ using Nvfp4RowFn = void (*)(const void*, void*, int64_t, DType, float);
       default: detail::fp8_row<DType::F16>(in, out, n, s, inv); break;                     \
     }                                                                                      \
   }                                                                                        \
-  ATTR void nvfp4_row_##SUFFIX(const void* in, void* out, int64_t n, DType d, float gs) {   \
+  template <bool kTriton>                                                                   \
+  ATTR void nvfp4_row_t_##SUFFIX(const void* in, void* out, int64_t n, DType d,            \
+                                 const Nvfp4Scales& sc) {                                  \
+    const float g = sc.global_scale, s6 = sc.six_gs, r6 = sc.rcp_six_gs;                   \
     switch (d) {                                                                           \
-      case DType::F32: detail::nvfp4_row<DType::F32>(in, out, n, gs); break;               \
-      case DType::BF16: detail::nvfp4_row<DType::BF16>(in, out, n, gs); break;             \
-      default: detail::nvfp4_row<DType::F16>(in, out, n, gs); break;                       \
+      case DType::F32: detail::nvfp4_row<DType::F32, kTriton>(in, out, n, g, s6, r6); break; \
+      case DType::BF16: detail::nvfp4_row<DType::BF16, kTriton>(in, out, n, g, s6, r6); break; \
+      default: detail::nvfp4_row<DType::F16, kTriton>(in, out, n, g, s6, r6); break;       \
     }                                                                                      \
+  }                                                                                        \
+  ATTR void nvfp4_row_##SUFFIX(const void* in, void* out, int64_t n, DType d,              \
+                               const Nvfp4Scales& sc) {                                    \
+    if (sc.division == Nvfp4Division::kTriton) nvfp4_row_t_##SUFFIX<true>(in, out, n, d, sc); \
+    else nvfp4_row_t_##SUFFIX<false>(in, out, n, d, sc);                                   \
   }
 
 QARL_QK_DEFINE_ISA(scalar, )
@@ -147,17 +170,19 @@ void fake_quant_fp8_row(const void* in, void* out, int64_t n, DType dtype, Fp8Sc
   active().fp8(in, out, n, dtype, sc.scale, sc.inv_scale);
 }
 
-void fake_quant_nvfp4_row(const void* in, void* out, int64_t n, DType dtype, float gs) {
+void fake_quant_nvfp4_row(const void* in, void* out, int64_t n, DType dtype,
+                          const Nvfp4Scales& sc) {
   check_float_dtype(dtype, "NVFP4 fake quantization");
   if (n % kNvfp4BlockSize != 0)
     throw err("NVFP4 fake quantization: row length {} is not a multiple of {}", n,
               kNvfp4BlockSize);
-  active().nvfp4(in, out, n, dtype, gs);
+  active().nvfp4(in, out, n, dtype, sc);
 }
 
 // ---- Whole tensors ----------------------------------------------------------------------
 namespace {
-void run_tensor(const Tensor& x, const Tensor& y, Format format, float amax) {
+void run_tensor(const Tensor& x, const Tensor& y, Format format, float amax,
+                Nvfp4Division division) {
   const DType d = x.dtype();
   const size_t es = dtype_size(d);
   const char* in = static_cast<const char*>(x.data());
@@ -170,30 +195,32 @@ void run_tensor(const Tensor& x, const Tensor& y, Format format, float amax) {
     });
   } else {
     nvfp4_check_last_dim(x);
-    float gs = nvfp4_global_scale(amax);
+    const Nvfp4Scales sc = nvfp4_scales(amax, division);
     Nvfp4RowFn fn = active().nvfp4;
     // Blocks never straddle rows (last dim % 16 == 0), so the tensor is a flat run of blocks.
     parallel_chunks(x.numel(), kNvfp4BlockSize, [&](int64_t b, int64_t c) {
-      fn(in + b * es, out + b * es, c, d, gs);
+      fn(in + b * es, out + b * es, c, d, sc);
     });
   }
 }
 }  // namespace
 
-Tensor fake_quant(const Tensor& x, Format format, float amax) {
+Tensor fake_quant(const Tensor& x, Format format, float amax, Nvfp4Division division) {
   check_cpu_float(x, format == Format::FP8 ? "FP8 fake quantization" : "NVFP4 fake quantization");
   if (format == Format::NVFP4) nvfp4_check_last_dim(x);
   Tensor y = Tensor::empty(x.shape(), x.dtype());
-  run_tensor(x, y, format, amax);
+  run_tensor(x, y, format, amax, division);
   return y;
 }
 
 Tensor fake_quant_fp8(const Tensor& x, float amax) { return fake_quant(x, Format::FP8, amax); }
-Tensor fake_quant_nvfp4(const Tensor& x, float amax) { return fake_quant(x, Format::NVFP4, amax); }
+Tensor fake_quant_nvfp4(const Tensor& x, float amax, Nvfp4Division division) {
+  return fake_quant(x, Format::NVFP4, amax, division);
+}
 
-void fake_quant_(Tensor& x, Format format, float amax) {
+void fake_quant_(Tensor& x, Format format, float amax, Nvfp4Division division) {
   check_cpu_float(x, format == Format::FP8 ? "FP8 fake quantization" : "NVFP4 fake quantization");
-  run_tensor(x, x, format, amax);
+  run_tensor(x, x, format, amax, division);
 }
 
 // ---- Native encodings ------------------------------------------------------------------
@@ -207,18 +234,28 @@ void decode_fp8_t(const uint8_t* codes, int64_t n, float inv, void* out) {
   for (int64_t i = 0; i < n; ++i) detail::store<D>(out, i, e4m3_decode(codes[i]) * inv);
 }
 template <DType D>
-void encode_nvfp4_t(const void* in, int64_t n, float gs, uint8_t* packed, uint8_t* scales) {
+void encode_nvfp4_t(const void* in, int64_t n, const Nvfp4Scales& sc, uint8_t* packed,
+                    uint8_t* scales) {
+  const bool triton = sc.division == Nvfp4Division::kTriton;
+  const float gs = sc.global_scale;
   for (int64_t b = 0; b < n; b += 16) {
     float x[16];
     for (int i = 0; i < 16; ++i) x[i] = detail::load<D>(in, b + i);
-    float s8 = detail::nvfp4_block_s8(x, gs);
+    float s8 = triton ? detail::nvfp4_block_s8<true>(x, sc.six_gs, sc.rcp_six_gs)
+                      : detail::nvfp4_block_s8<false>(x, sc.six_gs, sc.rcp_six_gs);
     float S = s8 * gs;
+    float rS = triton ? triton_rcp(S) : 0.0f;
     scales[b / 16] = e4m3_encode(s8);  // s8 is an E4M3 value: exact
     for (int i = 0; i < 16; i += 2) {
       uint8_t c[2];
       for (int k = 0; k < 2; ++k) {
         float xi = x[i + k];
-        c[k] = uint8_t(e2m1_magnitude_code(std::fabs(xi) / S) | (xi >= 0.0f ? 0 : 8));
+        float r = triton ? std::fabs(xi) * rS : std::fabs(xi) / S;
+        uint8_t mag = e2m1_magnitude_code(r);
+        // Sign bit so that decode's (sign ? -v : v) reproduces the fake quantizer: PyTorch
+        // keeps -0 for negative x; Triton's 0 - v gives +0 whenever v = q*S is 0.
+        bool neg = !(xi >= 0.0f) && (!triton || e2m1_decode(mag) * S != 0.0f);
+        c[k] = uint8_t(mag | (neg ? 8 : 0));
       }
       packed[(b + i) / 2] = e2m1_pack(c[0], c[1]);
     }
@@ -253,12 +290,12 @@ void decode_fp8_row(const uint8_t* codes, int64_t n, float inv, void* out, DType
   check_float_dtype(dtype, "FP8 decode");
   QARL_QK_DTYPE_SWITCH(dtype, (decode_fp8_t<D>(codes, n, inv, out)));
 }
-void encode_nvfp4_row(const void* in, DType dtype, int64_t n, float gs, uint8_t* packed,
-                      uint8_t* scales) {
+void encode_nvfp4_row(const void* in, DType dtype, int64_t n, const Nvfp4Scales& sc,
+                      uint8_t* packed, uint8_t* scales) {
   check_float_dtype(dtype, "NVFP4 encode");
   if (n % kNvfp4BlockSize != 0)
     throw err("NVFP4 encode: row length {} is not a multiple of {}", n, kNvfp4BlockSize);
-  QARL_QK_DTYPE_SWITCH(dtype, (encode_nvfp4_t<D>(in, n, gs, packed, scales)));
+  QARL_QK_DTYPE_SWITCH(dtype, (encode_nvfp4_t<D>(in, n, sc, packed, scales)));
 }
 void decode_nvfp4_row(const uint8_t* packed, const uint8_t* scales, int64_t n, float gs,
                       void* out, DType dtype) {

@@ -6,6 +6,7 @@
 #include "qarl/core/error.h"
 #include "qarl/quant/fake_quant.h"
 #include "qarl/quant/formats.h"
+#include "qarl/quant/triton_rcp.h"
 
 namespace qarl::quant {
 
@@ -34,10 +35,14 @@ Tensor fake_quant_fp8_reference(const Tensor& x, float amax) {
   return from_values(v, x);
 }
 
-Tensor fake_quant_nvfp4_reference(const Tensor& x, float amax) {
+Tensor fake_quant_nvfp4_reference(const Tensor& x, float amax, Nvfp4Division division) {
   if (!std::isfinite(amax)) throw err("NVFP4 reference: amax {} is not finite", amax);
   if (x.ndim() == 0 || x.dim(-1) % 16 != 0) throw err("NVFP4 reference: bad last dimension");
-  float gs = amax / 2688.0f;
+  // The division as ModelOpt's Triton kernel does it, or IEEE.
+  auto div = [&](float a, float b) {
+    return division == Nvfp4Division::kTriton ? triton_div(a, b) : a / b;
+  };
+  float gs = amax * float(1.0 / 2688.0);  // PyTorch CUDA: divide by a scalar = multiply by 1/b
   if (!(gs > 0.0f)) gs = 1e-12f;
   std::vector<float> v;
   as_f32_values(x, v);
@@ -47,12 +52,12 @@ Tensor fake_quant_nvfp4_reference(const Tensor& x, float amax) {
       float a = std::fabs(v[b + i]);
       if (a > m) m = a;  // NaN never wins
     }
-    float sr = m / (6.0f * gs);
+    float sr = div(m, 6.0f * gs);
     if (sr > 448.0f) sr = 448.0f;
     float S = e4m3(sr) * gs;
     for (int i = 0; i < 16; ++i) {
       float xi = v[b + i];
-      float r = std::fabs(xi) / S;
+      float r = div(std::fabs(xi), S);
       float q;
       if (r <= 0.25f) q = 0.0f;
       else if (r < 0.75f) q = 0.5f;
@@ -63,7 +68,8 @@ Tensor fake_quant_nvfp4_reference(const Tensor& x, float amax) {
       else if (r <= 5.0f) q = 4.0f;
       else q = 6.0f;
       float y = q * S;
-      v[b + i] = xi >= 0.0f ? y : -y;
+      // Triton's unary minus is 0 - y (-(+0) = +0); PyTorch negates (-(+0) = -0).
+      v[b + i] = xi >= 0.0f ? y : (division == Nvfp4Division::kTriton ? 0.0f - y : -y);
     }
   }
   return from_values(v, x);

@@ -106,7 +106,7 @@ void TensorQuantizer::forward_row(const void* in, void* out, int64_t n, DType dt
   if (calibrating_) throw err("forward_row() while calibrating");
   float a = effective_amax();
   if (cfg_.format == Format::FP8) fake_quant_fp8_row(in, out, n, dtype, fp8_scales(a));
-  else fake_quant_nvfp4_row(in, out, n, dtype, nvfp4_global_scale(a));
+  else fake_quant_nvfp4_row(in, out, n, dtype, nvfp4_scales(a));
 }
 
 Tensor TensorQuantizer::backward(const Tensor& dy, const Tensor& x) const {

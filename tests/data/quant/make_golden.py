@@ -23,19 +23,135 @@ import math
 import struct
 import sys
 
+import zlib
+
 import torch
 from safetensors.torch import save_file
+
+try:
+    import triton
+    import triton.language as tl
+    TRITON = None
+except Exception as e:  # noqa: BLE001
+    triton = None
+    TRITON = repr(e)
+
+if triton is not None:
+    @triton.jit
+    def _ladder(r):
+        return tl.where(r <= 0.25, 0.0, tl.where(r < 0.75, 0.5, tl.where(r <= 1.25, 1.0, tl.where(
+            r < 1.75, 1.5, tl.where(r <= 2.5, 2.0, tl.where(r < 3.5, 3.0, tl.where(r <= 5.0, 4.0, 6.0)))))))
+
+    @triton.jit
+    def _nvfp4_kernel(x_ptr, y_ptr, gs_ptr, n_blocks, OUT: tl.constexpr, BPP: tl.constexpr):
+        # The operations of ModelOpt HEAD fp4_kernel_hopper.fp4_fake_quant_kernel (+ common/
+        # nvfp4_quant.fp8_quantize_scale / fp4_round_magnitude), on rows of one block.
+        pid = tl.program_id(0)
+        rows = pid * BPP + tl.arange(0, BPP)
+        cols = tl.arange(0, 16)
+        offs = rows[:, None] * 16 + cols[None, :]
+        mask = rows[:, None] < n_blocks
+        x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        gs = tl.load(gs_ptr).to(tl.float32)
+        gs = tl.where(gs > 0.0, gs, 1e-12)
+        xa = tl.abs(x)
+        bm = tl.max(xa, axis=1, keep_dims=True)
+        sr = bm / (6.0 * gs)
+        sr = tl.minimum(sr, 448.0)
+        S = sr.to(tl.float8e4nv).to(tl.float32) * gs
+        r = xa / S
+        q = _ladder(r)
+        v = q * S
+        v = tl.where(x >= 0, v, -v)
+        tl.store(y_ptr + offs, v.to(OUT), mask=mask)
+
+    @triton.jit
+    def _div_kernel(a_ptr, b_ptr, q_ptr, r_ptr, n, BLOCK: tl.constexpr):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        m = offs < n
+        a = tl.load(a_ptr + offs, mask=m, other=1.0)
+        b = tl.load(b_ptr + offs, mask=m, other=1.0)
+        tl.store(q_ptr + offs, a / b, mask=m)
+        tl.store(r_ptr + offs, 1.0 / b, mask=m)
+
+
+def triton_nvfp4(x, amax):
+    xc = x.contiguous().cuda()
+    y = torch.empty_like(xc)
+    gs = torch.tensor(amax, dtype=torch.float32, device="cuda") / (6.0 * 448.0)
+    nb = xc.numel() // 16
+    out = tl.bfloat16 if x.dtype == torch.bfloat16 else tl.float32
+    _nvfp4_kernel[(triton.cdiv(nb, 16),)](xc, y, gs, nb, OUT=out, BPP=16)
+    return y.cpu()
+
+
+def triton_division_study(meta, out_dir):
+    """Is Triton's fp32 `/` IEEE (div.rn) or div.full (= a * rcp.approx(b))?"""
+    g = torch.Generator(device="cuda").manual_seed(7)
+    n = 1 << 22
+    a = torch.exp(torch.randn(n, device="cuda", generator=g) * 3)
+    b = torch.exp(torch.randn(n, device="cuda", generator=g) * 3)
+    q = torch.empty_like(a)
+    r = torch.empty_like(a)
+    _div_kernel[(triton.cdiv(n, 1024),)](a, b, q, r, n, BLOCK=1024)
+    ieee = a / b
+    model = a * r
+    meta["triton_div_vs_ieee_mismatch"] = str(int((q != ieee).sum()))
+    meta["triton_div_vs_a_times_rcp_mismatch"] = str(int((q != model).sum()))
+    meta["triton_rcp_vs_ieee_mismatch"] = str(int((r != 1.0 / b).sum()))
+    meta["triton_div_samples"] = str(n)
+    # The issue's example: 4.6875 / 0.9375 (exactly 5, an E2M1 tie).
+    a1 = torch.tensor([4.6875], device="cuda"); b1 = torch.tensor([0.9375], device="cuda")
+    q1 = torch.empty_like(a1); r1 = torch.empty_like(a1)
+    _div_kernel[(1,)](a1, b1, q1, r1, 1, BLOCK=16)
+    meta["triton_4.6875_div_0.9375"] = repr(float(q1))
+    # rcp table for every mantissa in [1, 2): delta (int) to the IEEE reciprocal, zlib'ed.
+    m = torch.arange(1 << 23, dtype=torch.int32, device="cuda") | 0x3F800000
+    bb = m.view(torch.float32)
+    rr = torch.empty_like(bb); qq = torch.empty_like(bb)
+    ones = torch.ones_like(bb)
+    _div_kernel[(triton.cdiv(1 << 23, 1024),)](ones, bb, qq, rr, 1 << 23, BLOCK=1024)
+    delta = (rr.view(torch.int32) - (1.0 / bb).view(torch.int32)).cpu()
+    meta["triton_rcp_delta_min_max"] = f"{int(delta.min())},{int(delta.max())}"
+    meta["triton_rcp_delta_nonzero"] = str(int((delta != 0).sum()))
+    if int(delta.abs().max()) < 127:
+        blob = zlib.compress(delta.to(torch.int8).numpy().tobytes(), 9)
+        with open(f"{out_dir}/triton_rcp_delta_1_2.int8.zlib", "wb") as f:
+            f.write(blob)
+        meta["triton_rcp_table_bytes"] = str(len(blob))
+    # Scaling check: rcp(b * 2^k) == rcp(b) * 2^-k for a sample of k.
+    bad = 0
+    for k in (-20, -3, -1, 1, 3, 20):
+        bk = bb[::977] * (2.0 ** k)
+        rk = torch.empty_like(bk); qk = torch.empty_like(bk)
+        _div_kernel[(triton.cdiv(bk.numel(), 1024),)](torch.ones_like(bk), bk, qk, rk, bk.numel(), BLOCK=1024)
+        bad += int((rk != rr[::977] * (2.0 ** -k)).sum())
+    meta["triton_rcp_scaling_mismatch"] = str(bad)
 
 F8 = torch.float8_e4m3fn
 
 
 def fp8_fake_quant(x, amax):
+    """ModelOpt's CUDA extension fake_e4m3fy: ATen C++ `448.f / safe_amax` is
+    empty_like(a).fill_(448).div_(a), a true fp32 division; likewise `1.f / scale`."""
     a = torch.tensor(amax, dtype=torch.float32, device=x.device)
     a = torch.where(a <= 2.0**-24, torch.ones_like(a), a)
-    s = 448.0 / a                 # fp32
-    inv = 1.0 / s                 # fp32, NOT a/448
+    s = torch.full_like(a, 448.0) / a      # fp32 true division
+    inv = torch.ones_like(s) / s           # fp32, NOT a/448
     q = torch.clamp(x.float() * s, -448.0, 448.0).to(F8).float()
     return (q * inv).to(x.dtype)
+
+
+def fp8_fake_quant_eager(x, amax):
+    """ModelOpt's _fp8_eager (CPU tensors or no CUDA extension), literally: Python
+    `448.0 / safe_amax` is safe_amax.reciprocal() * 448."""
+    dtype = x.dtype
+    amax = torch.tensor(amax, dtype=torch.float32, device=x.device)
+    safe_amax = torch.where(amax <= 1.0 / (1 << 24), torch.ones_like(amax), amax)
+    scale = 448.0 / safe_amax
+    scale_inv = 1 / scale
+    y = (x.to(torch.float32) * scale).clamp(min=-448.0, max=448.0).to(F8)
+    return (y.to(torch.float32) * scale_inv).to(dtype)
 
 
 def fp4_round_magnitude(r):
@@ -52,6 +168,8 @@ def fp4_round_magnitude(r):
 def nvfp4_fake_quant(x, amax):
     shape = x.shape
     xf = x.float().reshape(-1, 16)
+    # ModelOpt (fp4_fake_quant_block): global_amax.float() / (6.0 * 448.0), amax a CUDA tensor.
+    # On CUDA, PyTorch divides by a CPU scalar as a * (1/b); on CPU it divides. Kept literal.
     gs = torch.tensor(amax, dtype=torch.float32, device=x.device) / (6.0 * 448.0)
     gs = torch.where(gs > 0.0, gs, torch.tensor(1e-12, dtype=torch.float32, device=x.device))
     m = xf.abs().amax(dim=1, keepdim=True)
@@ -103,6 +221,17 @@ def make_input(gen):
     x[6, 16:32] = torch.tensor([6.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.5,
                                 0.2, 0.3, 0.7, 0.8, 1.2, 1.3, 4.9, -0.0])
     x[7, 0:16] = 1e5                                   # beyond amax
+    # E2M1 ties at block scales S = s8 (gs = 1 for amax 2688) whose Triton reciprocal is not
+    # the IEEE one: |x|/S lands exactly on a ladder threshold in IEEE but may not in Triton.
+    s8s = [0.9375, 1.125, 1.375, 0.6875, 1.625, 1.875, 3.5, 0.8125, 2.75, 0.5625,
+           1.0625, 1.1875, 1.3125, 1.4375, 1.5625, 1.6875, 1.8125, 0.078125, 0.0234375, 13.0,
+           26.0, 52.0, 104.0, 208.0, 416.0, 0.4375, 0.3125, 0.21875, 0.15625, 0.109375,
+           0.09375, 0.046875, 0.01953125, 7.5, 9.0, 11.0, 15.0, 30.0, 60.0, 120.0]
+    ties = [0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0]
+    for i, s8 in enumerate(s8s):
+        block = [6.0 * s8] + [t * s8 for t in ties] + [-t * s8 for t in ties] + [-0.0]
+        r, c = 8 + i // 10, (i % 10) * 16
+        x[r, c:c + 16] = torch.tensor(block, dtype=torch.float32)
     return x
 
 
@@ -142,7 +271,45 @@ def main():
                     if not torch.equal(res[d].view(bits), res["cpu"].view(bits)):
                         disagree.append(key)
                         tensors[key + ".cpu"] = res["cpu"].contiguous()
+            # ModelOpt's eager FP8 path vs its CUDA extension: how often do they differ?
+            bits = torch.int32 if x.dtype == torch.float32 else torch.int16
+            eager = fp8_fake_quant_eager(x.to(devices[-1]), a32).cpu()
+            ne = int((eager.view(bits) != tensors[f"fp8.{name}.{k}"].view(bits)).sum())
+            meta[f"fp8_eager_vs_ext_mismatch.{name}.{k}"] = str(ne)
+            if ne:
+                tensors[f"fp8eager.{name}.{k}"] = eager.contiguous()
 
+    if "cuda" in devices:
+        # How does PyTorch compute ModelOpt's gs = amax.float() / 2688 on each device?
+        g2 = torch.Generator().manual_seed(3)
+        av = torch.exp(torch.randn(1 << 20, generator=g2) * 4).float()
+        cuda_gs = (av.cuda() / (6.0 * 448.0)).cpu()
+        cpu_gs = av / (6.0 * 448.0)
+        true_div = av / torch.full_like(av, 2688.0)
+        recip_mul = av * torch.full_like(av, float(torch.tensor(1.0 / 2688.0, dtype=torch.float32)))
+        meta["gs_cuda_eq_truediv"] = str(int((cuda_gs == true_div).sum()))
+        meta["gs_cuda_eq_recip_mul"] = str(int((cuda_gs == recip_mul).sum()))
+        meta["gs_cpu_eq_truediv"] = str(int((cpu_gs == true_div).sum()))
+        meta["gs_samples"] = str(av.numel())
+        if triton is None:
+            meta["triton"] = "unavailable: " + str(TRITON)
+        else:
+            meta["triton"] = triton.__version__
+            try:
+                tri_dis = []
+                for name, x in inputs.items():
+                    for k, a in enumerate(amaxes):
+                        key = f"nvfp4.{name}.{k}"
+                        y = triton_nvfp4(x, f32(a))
+                        bits = torch.int32 if x.dtype == torch.float32 else torch.int16
+                        if not torch.equal(y.view(bits), tensors[key].view(bits)):
+                            nbad = int((y.view(bits) != tensors[key].view(bits)).sum())
+                            tri_dis.append(f"{key}:{nbad}")
+                            tensors[key + ".triton"] = y.contiguous()
+                meta["triton_vs_torch_cuda_nvfp4"] = json.dumps(tri_dis)
+                triton_division_study(meta, out)
+            except Exception as e:  # noqa: BLE001
+                meta["triton_error"] = repr(e)[:2000]
     meta["devices"] = ",".join(devices)
     meta["device_name"] = torch.cuda.get_device_name(0) if "cuda" in devices else "cpu"
     meta["torch"] = torch.__version__
