@@ -2,6 +2,7 @@
 #pragma once
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace qarl::io {
 
@@ -34,13 +35,20 @@ struct HFConfig {
   bool attention_bias = false;  // Qwen2: true (q/k/v bias); Llama: config key
   bool qk_norm = false;         // Qwen3
   std::string torch_dtype = "float32";  // "bfloat16" | "float16" | "float32"
-  std::optional<int> bos_token_id, eos_token_id;
+  std::optional<int> bos_token_id, eos_token_id;  // eos_token_id: the first of eos_token_ids
+  std::vector<int> eos_token_ids;                  // config.json may list several
 };
+
+bool operator==(const RopeScaling& a, const RopeScaling& b);
+bool operator==(const HFConfig& a, const HFConfig& b);
 
 // Parses and validates; unsupported architectures, activations or rope types are Errors
 // naming the file and key. Accepts rope_theta/rope_scaling and the newer rope_parameters.
 HFConfig parse_hf_config(const std::string& json_text, const std::string& label);
 HFConfig load_hf_config(const std::string& path);  // a config.json file or a checkpoint dir
-std::string hf_config_to_json(const HFConfig& c);  // for saving checkpoints qarl makes
+// For saving checkpoints qarl makes: the older rope_theta/rope_scaling keys, which every
+// transformers version reads. parse_hf_config(hf_config_to_json(c)) == c.
+std::string hf_config_to_json(const HFConfig& c);
+std::string family_name(ModelFamily f);  // "llama" | "qwen2" | "qwen3"
 
 }  // namespace qarl::io

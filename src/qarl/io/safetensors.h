@@ -5,6 +5,7 @@
 #pragma once
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,8 +14,12 @@
 
 namespace qarl::io {
 
-// Largest header accepted (the reference implementation's limit is 100 MB).
-constexpr uint64_t kMaxSafetensorsHeader = 100ull << 20;
+// Largest header accepted: the reference implementation's limit, 100,000,000 bytes.
+constexpr uint64_t kMaxSafetensorsHeader = 100'000'000ull;
+
+// `__metadata__` in file order. Absent (nullopt) and empty ({}) are different on disk, so
+// both are kept apart for byte-exact round trips.
+using OrderedMetadata = std::vector<std::pair<std::string, std::string>>;
 
 struct TensorInfo {
   std::string name;
@@ -38,9 +43,15 @@ class SafetensorsFile {
   // Tensors in file order (ascending data offset).
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  // The same, in header order; nullopt when the header has no `__metadata__` key.
+  const std::optional<OrderedMetadata>& metadata_in_order() const { return metadata_order_; }
+  uint64_t header_size() const { return header_size_; }  // N, the JSON length incl. padding
+  uint64_t file_size() const { return file_size_; }
   bool contains(const std::string& name) const;
   const TensorInfo& info(const std::string& name) const;  // Error naming the tensor if absent
-  Tensor get(const std::string& name) const;              // borrowed, zero-copy
+  // Borrowed and zero-copy when the data is aligned to the element size (always so for
+  // files written with the standard layout); an owned copy otherwise.
+  Tensor get(const std::string& name) const;
 
  private:
   std::string path_;
@@ -49,6 +60,11 @@ class SafetensorsFile {
   std::vector<TensorInfo> tensors_;
   std::map<std::string, size_t> index_;
   std::map<std::string, std::string> metadata_;
+  std::optional<OrderedMetadata> metadata_order_;
+  uint64_t header_size_ = 0, file_size_ = 0;
+
+  static SafetensorsFile parse(std::shared_ptr<const void> keepalive, const uint8_t* bytes,
+                               uint64_t size, const std::string& label);
 };
 
 // Writes tensors (any device; copied to host) in the given order, each at the next offset,
@@ -57,5 +73,17 @@ class SafetensorsFile {
 void save_safetensors(const std::string& path,
                       const std::vector<std::pair<std::string, Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
+// Exact-layout form: metadata in the given order, or no `__metadata__` key at all when
+// nullopt. save_safetensors(...) above omits the key when `metadata` is empty.
+void save_safetensors_ordered(const std::string& path,
+                              const std::vector<std::pair<std::string, Tensor>>& tensors,
+                              const std::optional<OrderedMetadata>& metadata);
+// The 8-byte length plus padded JSON header for tensors laid out back to back in order.
+std::string safetensors_header(const std::vector<std::pair<std::string, Tensor>>& tensors,
+                               const std::optional<OrderedMetadata>& metadata);
+// Rewrites an open file's tensors and metadata to `path` in its order: for files written
+// with the standard layout (compact JSON as serde_json writes it), the result is the same
+// bytes.
+void resave_safetensors(const SafetensorsFile& file, const std::string& path);
 
 }  // namespace qarl::io
