@@ -26,6 +26,7 @@ const std::vector<Command>& registered_commands();
 
 #define QARL_CONCAT_INNER(a, b) a##b
 #define QARL_CONCAT(a, b) QARL_CONCAT_INNER(a, b)
-#define QARL_REGISTER_COMMAND(name, description, setup) \
+// Variadic so that the setup lambda may contain unparenthesized commas (brace initializers).
+#define QARL_REGISTER_COMMAND(name, description, ...) \
   static const bool QARL_CONCAT(qarl_command_registered_, __LINE__) = \
-      ::qarl::cli::register_command({name, description, setup})
+      ::qarl::cli::register_command({name, description, __VA_ARGS__})
