@@ -136,3 +136,18 @@ TEST(RefitNameMap, StackedParamsMapToShards) {
 
 }  // namespace
 }  // namespace qarl::refit
+
+namespace qarl::refit {
+namespace {
+
+TEST(RefitNameMap, Qwen3NormsAndUnfusedNamesPassThrough) {
+  auto m = NameMapper::dense();
+  for (const char* n : {"model.layers.0.self_attn.q_norm.weight", "model.layers.0.self_attn.k_norm.weight",
+                        "model.embed_tokens.weight", "model.norm.weight",
+                        "model.layers.7.post_attention_layernorm.weight"}) {
+    EXPECT_EQ(map1(m, n), (MappedName{n, ""})) << n;
+  }
+}
+
+}  // namespace
+}  // namespace qarl::refit
