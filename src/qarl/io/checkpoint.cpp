@@ -16,7 +16,7 @@
 namespace qarl::io {
 
 namespace fs = std::filesystem;
-using json = nlohmann::ordered_json;
+using json = nlohmann::json;
 
 namespace {
 
@@ -55,7 +55,7 @@ Checkpoint Checkpoint::open(const std::string& path) {
     throw err("neither {} nor {} found in the directory", kSingle, kIndex).file(path);
 
   std::string index_path = (dir / kIndex).string();
-  json idx = parse_json_strict(read_file(index_path), index_path);
+  json idx = parse_json_strict_sorted(read_file(index_path), index_path);
   if (!idx.is_object()) throw err("index is not a JSON object").file(index_path);
   auto wm = idx.find("weight_map");
   if (wm == idx.end() || !wm->is_object())

@@ -14,7 +14,7 @@
 
 namespace qarl::io {
 
-using json = nlohmann::ordered_json;
+using json = nlohmann::json;
 
 namespace {
 
@@ -112,7 +112,7 @@ std::string family_name(ModelFamily f) {
 }
 
 HFConfig parse_hf_config(const std::string& json_text, const std::string& label) {
-  json j = parse_json_strict(json_text, label);
+  json j = parse_json_strict_sorted(json_text, label);
   if (!j.is_object()) throw err("config is not a JSON object").file(label);
   Reader rd{j, label, ""};
   HFConfig c;

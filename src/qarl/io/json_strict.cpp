@@ -7,14 +7,15 @@
 
 namespace qarl::io {
 
-using json = nlohmann::ordered_json;
+namespace {
 
-json parse_json_strict(std::string_view text, const std::string& label) {
+template <typename json>
+json parse_strict(std::string_view text, const std::string& label) {
   // One set of seen keys per open object; arrays push an empty marker so depth is tracked.
   std::vector<std::set<std::string>> open;
   std::string dup;
   bool too_deep = false;
-  auto cb = [&](int depth, json::parse_event_t ev, json& parsed) -> bool {
+  auto cb = [&](int depth, typename json::parse_event_t ev, json& parsed) -> bool {
     switch (ev) {
       case json::parse_event_t::object_start:
       case json::parse_event_t::array_start:
@@ -26,9 +27,9 @@ json parse_json_strict(std::string_view text, const std::string& label) {
         if (!open.empty()) open.pop_back();
         break;
       case json::parse_event_t::key:
-        if (!open.empty() && !open.back().insert(parsed.get<std::string>()).second &&
+        if (!open.empty() && !open.back().insert(parsed.template get<std::string>()).second &&
             dup.empty())
-          dup = parsed.get<std::string>();
+          dup = parsed.template get<std::string>();
         break;
       default:
         break;
@@ -38,12 +39,21 @@ json parse_json_strict(std::string_view text, const std::string& label) {
   json j;
   try {
     j = json::parse(text.begin(), text.end(), cb, /*allow_exceptions=*/true);
-  } catch (const json::exception& e) {
+  } catch (const nlohmann::json::exception& e) {
     throw err("invalid JSON: {}", e.what()).file(label);
   }
   if (too_deep) throw err("JSON nested deeper than {} levels", kMaxJsonDepth).file(label);
   if (!dup.empty()) throw err("duplicate key in JSON object").file(label).key(dup);
   return j;
+}
+
+}  // namespace
+
+nlohmann::ordered_json parse_json_strict(std::string_view text, const std::string& label) {
+  return parse_strict<nlohmann::ordered_json>(text, label);
+}
+nlohmann::json parse_json_strict_sorted(std::string_view text, const std::string& label) {
+  return parse_strict<nlohmann::json>(text, label);
 }
 
 std::string json_quote(std::string_view s) {

@@ -14,7 +14,10 @@ constexpr int kMaxJsonDepth = 64;
 
 // Keys keep their file order (ordered_json). Throws Error(Input) with .file(label) on invalid JSON, duplicate keys or nesting deeper
 // than kMaxJsonDepth.
+// ordered_json inserts in linear time per key, so use it only where order matters (the
+// safetensors header, one shard's tensors); indexes and configs use the sorted form.
 nlohmann::ordered_json parse_json_strict(std::string_view text, const std::string& label);
+nlohmann::json parse_json_strict_sorted(std::string_view text, const std::string& label);
 
 // JSON string literal exactly as serde_json writes it (the safetensors reference writer):
 // escapes '"', '\\' and control characters (short forms \b \t \n \f \r, else \u00xx),
