@@ -159,3 +159,30 @@ TEST(RefitRecipeGuard, AlgorithmMustMatchAndBadFilesNameThemselves) {
 
 }  // namespace
 }  // namespace qarl::refit
+
+#include "qarl/quant/recipe.h"
+
+namespace qarl::refit {
+namespace {
+
+// The same rules on recipes parsed by the quant component (resolved configurations).
+TEST(RefitRecipeGuardQuant, ResolvedConfigsDecide) {
+  using quant::QuantRecipe;
+  auto fp8c = QuantRecipe::parse(kFp8Const, "fp8.yaml");
+  auto fp8cal = QuantRecipe::parse(kFp8Calibrated, "fp8cal.yaml");
+  auto nv = QuantRecipe::parse(kNvfp4, "nvfp4.yaml");
+  auto nv2 = QuantRecipe::parse(kNvfp4Respelled, "nvfp4b.yaml");
+  EXPECT_TRUE(check_same_recipe(nv, nv2, false).identical);
+  EXPECT_TRUE(check_same_recipe(fp8c, fp8c, false).identical);
+  EXPECT_TRUE(check_same_recipe(QuantRecipe::none(), fp8c, false).rollout_only_constant_fp8);
+  EXPECT_THROW(check_same_recipe(QuantRecipe::none(), nv, false), Error);
+  EXPECT_THROW(check_same_recipe(QuantRecipe::none(), fp8cal, false), Error);
+  EXPECT_THROW(check_same_recipe(fp8cal, fp8c, false), Error);
+  EXPECT_THROW(check_same_recipe(fp8c, QuantRecipe::none(), false), Error);
+  auto r = check_same_recipe(QuantRecipe::none(), nv, true);
+  EXPECT_TRUE(r.rollout_only_experiment);
+  EXPECT_NE(r.note.find("k_bmm_quantizer"), std::string::npos) << r.note;
+}
+
+}  // namespace
+}  // namespace qarl::refit

@@ -4,16 +4,21 @@
 // opt-in from the run recipe (the quantization-unaware baseline), which the caller must
 // surface in every metrics line and the report (RecipeGuardResult::rollout_only_experiment).
 //
-// Until src/qarl/quant/recipe.h lands, recipes are read here into a normalized form: the
-// ordered quant_cfg entries (pattern, enable, cfg as canonical JSON with ExMy strings such
-// as "e4m3" normalized to [4, 3]) and the algorithm. Equality is equality of that form;
-// the exception is decided on the resolved configuration (last matching entry wins, fnmatch
-// on the full quantizer name) of K/V quantizer names in the layouts we know. When the quant
-// component's parser lands, resolve() switches to it and the comparison to resolved configs.
+// Two entry points. The preferred one takes quant::QuantRecipe (src/qarl/quant/recipe.h)
+// and compares the resolved QuantizerConfig of every probe quantizer name. The other reads
+// any ModelOpt-style YAML (including cfg keys the quant component does not simulate, e.g.
+// weight quantizers) into a normalized form: the ordered quant_cfg entries (pattern,
+// enable, cfg as canonical JSON with "e4m3" normalized to [4, 3]) and the algorithm;
+// equality is equality of that form, and the exception is decided on resolved K/V configs
+// (last matching entry wins, fnmatch on the full quantizer name).
 #pragma once
 #include <optional>
 #include <string>
 #include <vector>
+
+namespace qarl::quant {
+class QuantRecipe;
+}
 
 namespace qarl::refit {
 
@@ -58,6 +63,13 @@ struct RecipeGuardResult {
 // unless the recipes are the same, or the exception applies, or the experiment is opted in.
 RecipeGuardResult check_same_recipe(const NormalizedRecipe& trainer,
                                     const NormalizedRecipe& rollout,
+                                    bool allow_rollout_only_experiment);
+
+// The same guard on recipes parsed by the quant component (src/qarl/quant/recipe.h):
+// compares the resolved QuantizerConfig of every probe name (and the algorithm); a probe
+// that one recipe cannot resolve (enabled but unconfigured) counts as a difference.
+RecipeGuardResult check_same_recipe(const quant::QuantRecipe& trainer,
+                                    const quant::QuantRecipe& rollout,
                                     bool allow_rollout_only_experiment);
 
 // The quantizer names the guard probes: K/V (and Q) BMM quantizers, input and weight
