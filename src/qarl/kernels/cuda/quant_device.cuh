@@ -1,0 +1,118 @@
+// Device-side arithmetic of the fake quantizers (reference-spec §2), shared by the fake-quant
+// and KV-codec kernels. Every rounding step is spelled out (__fmul_rn, __fdiv_rn, hardware
+// cvt with SATFINITE RNE) so that results are bitwise those of the CPU reference in
+// qarl/quant. The element conversions replicate qarl/core/half.h bit for bit (NaN included).
+#pragma once
+#include <cstdint>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+
+namespace qarl::kernels::gpu::dev {
+
+// ---- element types: raw storage <-> float -------------------------------------------------
+struct F32 {
+  using raw = float;
+  __device__ static float load(raw v) { return v; }
+  __device__ static raw store(float f) { return f; }
+};
+struct BF16 {
+  using raw = uint16_t;
+  __device__ static float load(raw v) { return __uint_as_float(uint32_t(v) << 16); }
+  __device__ static raw store(float f) {  // == qarl::f32_to_bf16
+    uint32_t u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return raw((u >> 16) | 0x0040u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return raw(u >> 16);
+  }
+};
+struct F16 {
+  using raw = uint16_t;
+  __device__ static float load(raw v) {  // exact; NaN payload kept as qarl::f16_to_f32 does
+    uint32_t h = v;
+    if ((h & 0x7c00u) == 0x7c00u && (h & 0x3ffu))
+      return __uint_as_float(((h & 0x8000u) << 16) | 0x7f800000u | ((h & 0x3ffu) << 13));
+    return __half2float(__ushort_as_half(v));
+  }
+  __device__ static raw store(float f) {  // RNE, overflow to inf; NaN as qarl::f32_to_f16
+    uint32_t u = __float_as_uint(f);
+    uint32_t a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return raw(((u >> 16) & 0x8000u) | 0x7e00u | ((a >> 13) & 0x3ffu));
+    return __half_as_ushort(__float2half_rn(f));
+  }
+};
+
+// ---- E4M3 ("fn": max 448, no inf) ------------------------------------------------------------
+// float -> E4M3 code, round to nearest even, saturating to +-448, NaN -> NaN code.
+// NaN keeps its sign (0x7f | sign), as qarl::quant::e4m3_encode.
+__device__ __forceinline__ uint8_t e4m3_encode(float v) {
+  uint8_t c = uint8_t(__nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3));
+  return v != v ? uint8_t(0x7fu | ((__float_as_uint(v) >> 24) & 0x80u)) : c;
+}
+// The quiet NaN the CPU reference produces for a NaN input x (x86 arithmetic keeps the NaN
+// operand's sign; the GPU's would return its canonical NaN): 0x7fc00000 | sign(x).
+__device__ __forceinline__ float cpu_nan_like(float x) {
+  return __uint_as_float(0x7fc00000u | (__float_as_uint(x) & 0x80000000u));
+}
+// E4M3 code -> float (exact; every E4M3 value is an f16 value). NaN codes: see callers.
+__device__ __forceinline__ float e4m3_decode(uint8_t c) {
+  __half_raw h = __nv_cvt_fp8_to_halfraw(__nv_fp8_storage_t(c), __NV_E4M3);
+  return __half2float(__half(h));
+}
+__device__ __forceinline__ bool e4m3_is_nan(uint8_t c) { return (c & 0x7fu) == 0x7fu; }
+// Two at once (one cvt each way): lo in bits 0-7.
+__device__ __forceinline__ uint16_t e4m3x2_encode(float lo, float hi) {
+  return uint16_t(__nv_cvt_float2_to_fp8x2(make_float2(lo, hi), __NV_SATFINITE, __NV_E4M3));
+}
+__device__ __forceinline__ float2 e4m3x2_decode(uint16_t c) {
+  __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(__nv_fp8x2_storage_t(c), __NV_E4M3);
+  return __half22float2(__half2(h));
+}
+
+// ---- FP8 per-tensor: y = e4m3(x*s) * inv ---------------------------------------------------
+struct Fp8Scale { float s, inv; };
+
+// A NaN code arises exactly when x is NaN (s is finite and positive).
+__device__ __forceinline__ float fp8_fake(float x, Fp8Scale k) {
+  float y = __fmul_rn(e4m3_decode(e4m3_encode(__fmul_rn(x, k.s))), k.inv);
+  return x != x ? cpu_nan_like(x) : y;
+}
+__device__ __forceinline__ float fp8_dequant(uint8_t c, float inv) {
+  float y = __fmul_rn(e4m3_decode(c), inv);
+  return e4m3_is_nan(c) ? __uint_as_float(0x7fc00000u | (uint32_t(c & 0x80u) << 24)) : y;
+}
+
+// ---- NVFP4 (E2M1 values with an E4M3 block scale and an fp32 global scale) ------------------
+struct Nvfp4Scale { float gs, six_gs; };  // gs = amax/2688 (non-positive -> 1e-12), 6*gs
+
+// Block scale from the block's max |x|: S = e4m3(min(m/(6 gs), 448)) * gs. Returns the
+// E4M3 code; *S gets the dequantized scale. No 1e-5 guard (ModelOpt HEAD): S may be 0.
+__device__ __forceinline__ uint8_t nvfp4_block_scale(float m, Nvfp4Scale k, float* S) {
+  float sr = __fdiv_rn(m, k.six_gs);
+  uint8_t c = e4m3_encode(fminf(sr, 448.0f));
+  *S = __fmul_rn(e4m3_decode(c), k.gs);
+  return c;
+}
+// E2M1 magnitude index (0..7 -> 0, .5, 1, 1.5, 2, 3, 4, 6) of r = |x|/S on ModelOpt's
+// fp4_round_magnitude ladder; NaN and inf (S == 0) fall through to 6.
+__device__ __forceinline__ uint32_t e2m1_index(float r) {
+  return r <= 0.25f ? 0u : r < 0.75f ? 1u : r <= 1.25f ? 2u : r < 1.75f ? 3u
+       : r <= 2.5f ? 4u : r < 3.5f ? 5u : r <= 5.0f ? 6u : 7u;
+}
+__device__ __forceinline__ float e2m1_value(uint32_t idx) {
+  // 0, .5, 1, 1.5, 2, 3, 4, 6 without a table: idx<4 -> idx/2, else 2^(idx/2-1)*(2+(idx&1))/2
+  return idx < 4 ? 0.5f * float(idx) : float((2u + (idx & 1u)) << ((idx >> 1) - 2u));
+}
+// 4-bit code: sign in bit 3 (from x >= 0, so NaN and -x carry the sign bit), index in 0-2.
+__device__ __forceinline__ uint32_t e2m1_code(float x, float S) {
+  uint32_t idx = e2m1_index(__fdiv_rn(fabsf(x), S));
+  return (x >= 0.0f ? 0u : 8u) | idx;
+}
+__device__ __forceinline__ float e2m1_dequant(uint32_t code, float S) {
+  float q = e2m1_value(code & 7u);
+  return __fmul_rn((code & 8u) ? -q : q, S);
+}
+__device__ __forceinline__ float nvfp4_fake(float x, float S) {
+  return e2m1_dequant(e2m1_code(x, S), S);
+}
+
+}  // namespace qarl::kernels::gpu::dev

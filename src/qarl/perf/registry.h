@@ -1,0 +1,67 @@
+// Built-in benchmarks behind `qarl bench`: a registry of named cases per backend, each
+// reporting achieved rates against limits measured in the same run (device-to-device copy
+// bandwidth on the GPU, memcpy bandwidth on the CPU). To add a benchmark (model, rollout,
+// ...), write an add_<thing>_benchmarks(Registry&) beside its component and call it from
+// builtin_registry() in registry.cpp; explicit calls, because a static library drops
+// self-registering objects that nothing references.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace qarl::perf {
+
+enum class Backend { CPU, CUDA };
+const char* backend_name(Backend b);  // "cpu", "cuda"
+
+struct Options {
+  bool quick = false;   // smaller sizes and fewer repetitions (tests, CI)
+  int reps = 0;         // timed repetitions (0: each case's default)
+  int64_t rows = 0;     // override of the tensor rows (0: each case's default)
+};
+
+// The hardware limits measured in this run (0 = not measured).
+struct Limits {
+  double copy_bytes_per_s = 0;  // bytes read + written per second
+};
+
+struct Result {
+  std::string name;     // "fake_quant_fp8"
+  std::string dtype;    // "BF16"
+  std::string shape;    // "[2097152, 128]"
+  double seconds = 0;   // median time of one call
+  double bytes = 0;     // bytes the call must move (each input read once, output written once)
+  double flops = 0;     // floating-point operations (compute-bound cases)
+  std::string note;
+};
+
+struct Case {
+  std::string name;
+  Backend backend;
+  std::string description;
+  std::function<std::vector<Result>(const Options&)> run;
+};
+
+class Registry {
+ public:
+  void add(Case c) { cases_.push_back(std::move(c)); }
+  const std::vector<Case>& cases() const { return cases_; }
+
+ private:
+  std::vector<Case> cases_;
+};
+
+// Every built-in benchmark (fake quant on CPU and CUDA, ...).
+const Registry& builtin_registry();
+
+// Limits measured now on `backend` (a copy of `bytes` bytes, median of several).
+Limits measure_limits(Backend backend, const Options& opt);
+
+// Median wall time of fn() over reps calls after warmup calls (CPU).
+double time_median_cpu_s(const std::function<void()>& fn, int warmup, int reps);
+
+// The component entry points that builtin_registry() calls.
+void add_fake_quant_benchmarks(Registry& r);
+
+}  // namespace qarl::perf
