@@ -55,11 +55,11 @@ note "build: ok in $(( $(date +%s) - tb )) s (-j $JOBS)"
 if [ "${QARL_GPU_SKIP_TESTS:-0}" != 1 ]; then
   tt=$(date +%s)
   # The GPU tests first (their counts are the point), then the rest of the suite.
-  timeout 200 "$BUILD/tests/qarl_tests" --gtest_filter="${QARL_GPU_TEST_FILTER:-Cuda*}" \
+  timeout 120 "$BUILD/tests/qarl_tests" --gtest_filter="${QARL_GPU_TEST_FILTER:-Cuda*}" \
     --gtest_output=xml:"$OUT/tests.xml" > "$OUT/tests.log" 2>&1
   rc=$?
   if [ -z "${QARL_GPU_TEST_FILTER:-}" ]; then
-    timeout 120 "$BUILD/tests/qarl_tests" --gtest_filter='-Cuda*' --gtest_brief=1 > "$OUT/tests_rest.log" 2>&1
+    timeout 60 "$BUILD/tests/qarl_tests" --gtest_filter='-Cuda*' --gtest_brief=1 > "$OUT/tests_rest.log" 2>&1
     rest_rc=$?
     note "other tests (CPU suite on this machine): rc $rest_rc, $(grep -oE '^\[  PASSED  \] [0-9]+' "$OUT/tests_rest.log" | grep -oE '[0-9]+$') passed, $(grep -cE '^\[  FAILED  \] .*\(' "$OUT/tests_rest.log") failed"
     grep -E '^\[  FAILED  \] .*\(' "$OUT/tests_rest.log" | head -10
@@ -84,7 +84,7 @@ note "qarl bench: rc $rc"
 if [ "${QARL_GPU_SKIP_PEERS:-0}" != 1 ]; then
   peer_args=(--qarl-json "$OUT/qarl_bench.json" --out "$OUT/peers.json")
   [ "${QARL_GPU_TRANSFORMERS:-1}" = 1 ] && peer_args+=(--transformers)
-  PYTHONUNBUFFERED=1 timeout 240 python3 bench/gpu/peers.py "${peer_args[@]}" > "$OUT/peers.log" 2>&1
+  PYTHONUNBUFFERED=1 timeout 170 python3 bench/gpu/peers.py "${peer_args[@]}" > "$OUT/peers.log" 2>&1
   rc=$?
   note "peers: rc $rc"
   [ $rc -ne 0 ] && tail -30 "$OUT/peers.log"
