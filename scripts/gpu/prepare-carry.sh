@@ -23,6 +23,7 @@ PKGS=(
   libgtest-dev libgmock-dev
   libbenchmark-dev libbenchmark1debian
   pkgconf pkgconf-bin libpkgconf3
+  zlib1g-dev zlib1g
 )
 rm -rf "$DEST"
 mkdir -p "$DEST/debs" "$DEST/prefix"
@@ -43,9 +44,10 @@ for pc in "$DEST"/prefix/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc "$DEST"/prefix/
   # files that spell out /usr/include or /usr/lib without ${prefix}
   sed -i -e "s|-I/usr/include|-I\${prefix}/include|g" -e "s|-L/usr/lib|-L\${prefix}/lib|g" "$pc"
 done
-# Dangling absolute symlinks (e.g. libpcre2-posix.so -> /usr/lib/...) would point outside.
-find "$DEST/prefix" -xtype l -print | while read -r l; do
-  t=$(readlink "$l"); case "$t" in /*) ln -sfn "$DEST/prefix$t" "$l";; esac
+# Absolute symlinks (e.g. libz.so -> /lib/x86_64-linux-gnu/libz.so.1.2.13) would point
+# outside the prefix: point them at the unpacked file.
+find "$DEST/prefix" -type l -print | while read -r l; do
+  t=$(readlink "$l"); case "$t" in /*) [ -e "$DEST/prefix$t" ] && ln -sfn "$DEST/prefix$t" "$l";; esac
 done
 # Make absolute links relative so the folder can move (carry copies it elsewhere).
 find "$DEST/prefix" -type l | while read -r l; do

@@ -31,7 +31,7 @@ cat "$OUT/env.log"
 if [ -d "$DEPS" ]; then
   export CMAKE_PREFIX_PATH="$DEPS${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
   export PKG_CONFIG_LIBDIR="$DEPS/lib/x86_64-linux-gnu/pkgconfig:$DEPS/share/pkgconfig"
-  export LD_LIBRARY_PATH="$DEPS/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export LD_LIBRARY_PATH="$DEPS/lib/x86_64-linux-gnu:$DEPS/../lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   command -v pkg-config >/dev/null || export PKG_CONFIG="$DEPS/bin/pkgconf"
   note "deps: carried prefix $DEPS ($(du -sh "$DEPS" | cut -f1))"
 else

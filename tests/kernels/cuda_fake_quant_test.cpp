@@ -6,9 +6,13 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <random>
 
+#include <nlohmann/json.hpp>
+
 #include "qarl/core/error.h"
+#include "qarl/core/fs.h"
 #include "qarl/core/half.h"
 #include "qarl/kernels/cuda/device.h"
 #include "qarl/kernels/cuda/fake_quant.h"
@@ -83,6 +87,8 @@ float amax_of(const std::vector<float>& v) {
 }
 
 const DType kDtypes[] = {DType::F32, DType::BF16, DType::F16};
+const quant::Nvfp4Division kDivisions[] = {quant::Nvfp4Division::kTriton,
+                                           quant::Nvfp4Division::kIeee};
 
 struct Case { Shape shape; float scale; };
 // Sizes that are not multiples of anything (NVFP4 needs the last dim % 16 == 0), plus one
@@ -133,13 +139,14 @@ TEST(CudaFakeQuant, Nvfp4MatchesCpuBitwise) {
       }
       Tensor x = Tensor::from_f32(v, c.shape, dt);
       Tensor xd = x.to_device(Device::CUDA);
-      for (float amax : amaxes_for(v)) {
-        SCOPED_TRACE(::testing::Message() << dtype_name(dt) << " " << shape_str(c.shape)
-                                          << " amax " << amax);
-        Tensor y = poisoned_like(x);
-        gpu::fake_quant_nvfp4(xd, amax, y);
-        EXPECT_TRUE(same_bits(y, quant::fake_quant_nvfp4(x, amax)));
-      }
+      for (float amax : amaxes_for(v))
+        for (auto div : kDivisions) {
+          SCOPED_TRACE(::testing::Message() << dtype_name(dt) << " " << shape_str(c.shape)
+                                            << " amax " << amax << " " << quant::division_name(div));
+          Tensor y = poisoned_like(x);
+          gpu::fake_quant_nvfp4(xd, amax, y, nullptr, div);
+          EXPECT_TRUE(same_bits(y, quant::fake_quant_nvfp4(x, amax, div)));
+        }
     }
 }
 
@@ -223,18 +230,57 @@ TEST(CudaKvCodec, Nvfp4EncodeDecodeMatchCpuAndFakeQuant) {
     std::vector<float> v = nasty_values(29 * 112, seed, 3.0f);
     Tensor x = Tensor::from_f32(v, {29, 112}, dt);
     Tensor xd = x.to_device(Device::CUDA);
-    for (float amax : {amax_of(v), 448.0f, 0.0f, 1e-3f}) {
-      SCOPED_TRACE(::testing::Message() << dtype_name(dt) << " amax " << amax);
-      Tensor packed = poisoned_bytes({29, 56}), scales = poisoned_bytes({29, 7});
-      gpu::encode_nvfp4(xd, amax, packed, scales);
-      Tensor want_p = Tensor::empty({29, 56}, DType::U8), want_s = Tensor::empty({29, 7}, DType::U8);
-      quant::encode_nvfp4_row(x.data(), dt, x.numel(), quant::nvfp4_global_scale(amax),
-                              want_p.data_as<uint8_t>(), want_s.data_as<uint8_t>());
-      EXPECT_TRUE(same_bits(packed, want_p));
-      EXPECT_TRUE(same_bits(scales, want_s));
-      Tensor y = poisoned_like(x);
-      gpu::decode_nvfp4(packed, scales, amax, y);
-      EXPECT_TRUE(same_bits(y, quant::fake_quant_nvfp4(x, amax)));
+    for (float amax : {amax_of(v), 448.0f, 0.0f, 1e-3f})
+      for (auto div : kDivisions) {
+        SCOPED_TRACE(::testing::Message() << dtype_name(dt) << " amax " << amax << " "
+                                          << quant::division_name(div));
+        Tensor packed = poisoned_bytes({29, 56}), scales = poisoned_bytes({29, 7});
+        gpu::encode_nvfp4(xd, amax, packed, scales, nullptr, div);
+        Tensor want_p = Tensor::empty({29, 56}, DType::U8), want_s = Tensor::empty({29, 7}, DType::U8);
+        quant::encode_nvfp4_row(x.data(), dt, x.numel(), quant::nvfp4_scales(amax, div),
+                                want_p.data_as<uint8_t>(), want_s.data_as<uint8_t>());
+        EXPECT_TRUE(same_bits(packed, want_p));
+        EXPECT_TRUE(same_bits(scales, want_s));
+        Tensor y = poisoned_like(x);
+        gpu::decode_nvfp4(packed, scales, amax, y);
+        EXPECT_TRUE(same_bits(y, quant::fake_quant_nvfp4(x, amax, div)));
+      }
+  }
+}
+
+// Against PyTorch / ModelOpt's Triton kernel as run on an H200 (tests/data/quant/golden.*,
+// made by tests/data/quant/make_golden.py): an independent check of the GPU kernels.
+std::map<std::string, Tensor> read_golden() {
+  std::string bytes = read_file(test::data_path("quant/golden.safetensors"));
+  uint64_t hlen;
+  std::memcpy(&hlen, bytes.data(), 8);
+  auto header = nlohmann::json::parse(bytes.substr(8, hlen));
+  const char* data = bytes.data() + 8 + hlen;
+  std::map<std::string, Tensor> out;
+  for (auto& [name, v] : header.items()) {
+    if (name == "__metadata__") continue;
+    Tensor t = Tensor::empty(v["shape"].get<Shape>(), *dtype_from_name(v["dtype"].get<std::string>()));
+    std::memcpy(t.data(), data + v["data_offsets"][0].get<uint64_t>(), t.nbytes());
+    out[name] = t;
+  }
+  return out;
+}
+
+TEST(CudaFakeQuant, MatchesPyTorchAndTritonGolden) {
+  SKIP_WITHOUT_GPU();
+  auto g = read_golden();
+  std::vector<float> amax = g.at("amax").to_f32_vector();
+  for (const char* dt : {"f32", "bf16"}) {
+    Tensor x = g.at(std::string("input.") + dt).to_device(Device::CUDA);
+    for (size_t k = 0; k < amax.size(); ++k) {
+      std::string suffix = std::string(dt) + "." + std::to_string(k);
+      SCOPED_TRACE(suffix + " amax " + std::to_string(amax[k]));
+      EXPECT_TRUE(same_bits(gpu::fake_quant_fp8(x, amax[k]), g.at("fp8." + suffix)));
+      EXPECT_TRUE(same_bits(gpu::fake_quant_nvfp4(x, amax[k], quant::Nvfp4Division::kIeee),
+                            g.at("nvfp4." + suffix)));
+      auto tri = g.find("nvfp4." + suffix + ".triton");
+      EXPECT_TRUE(same_bits(gpu::fake_quant_nvfp4(x, amax[k]),
+                            tri != g.end() ? tri->second : g.at("nvfp4." + suffix)));
     }
   }
 }

@@ -80,7 +80,12 @@ std::vector<Result> run_cuda(const Options& opt) {
   s = gpu::time_median_s([&] { gpu::fake_quant_fp8(x, amax, y); }, 3, reps);
   out.push_back({"fake_quant_fp8", "BF16", shape_str(x.shape()), s, bytes, 0, ""});
   s = gpu::time_median_s([&] { gpu::fake_quant_nvfp4(x, amax, y); }, 3, reps);
-  out.push_back({"fake_quant_nvfp4", "BF16", shape_str(x.shape()), s, bytes, 0, ""});
+  out.push_back({"fake_quant_nvfp4", "BF16", shape_str(x.shape()), s, bytes, 0,
+                 "Triton division (ModelOpt)"});
+  s = gpu::time_median_s(
+      [&] { gpu::fake_quant_nvfp4(x, amax, y, nullptr, quant::Nvfp4Division::kIeee); }, 3, reps);
+  out.push_back({"fake_quant_nvfp4_ieee", "BF16", shape_str(x.shape()), s, bytes, 0,
+                 "IEEE division (PyTorch formulas)"});
   // The KV codecs: FP8 writes 1 byte per element, NVFP4 0.5 + 1/16.
   Tensor codes = Tensor::empty(x.shape(), DType::U8, Device::CUDA);
   s = gpu::time_median_s([&] { gpu::encode_fp8(x, amax, codes); }, 3, reps);

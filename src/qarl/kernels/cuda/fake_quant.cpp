@@ -33,17 +33,14 @@ void check_same(const Tensor& x, const Tensor& y, const char* what) {
     throw usage_err("{}: output {} {} differs from input {} {}", what, dtype_name(y.dtype()),
                     shape_str(y.shape()), dtype_name(x.dtype()), shape_str(x.shape()));
 }
-struct Fp8K { float s, inv; };
-Fp8K fp8_scales(float amax, const char* what) {  // == qarl::quant::fp8_scales
+quant::Fp8Scales fp8_scales(float amax, const char* what) {
   if (!std::isfinite(amax)) throw err("{}: amax {} is not finite", what, amax);
-  float a = amax <= 5.9604644775390625e-08f ? 1.0f : amax;  // a <= 2^-24 -> 1
-  float s = 448.0f / a;
-  return {s, 1.0f / s};
+  return quant::fp8_scales(amax);
 }
-float nvfp4_gs(float amax, const char* what) {  // == qarl::quant::nvfp4_global_scale
+Nvfp4Scalars nvfp4_scalars(float amax, quant::Nvfp4Division d, const char* what) {
   if (!std::isfinite(amax)) throw err("{}: amax {} is not finite", what, amax);
-  float gs = amax / 2688.0f;
-  return gs > 0.0f ? gs : 1e-12f;
+  quant::Nvfp4Scales sc = quant::nvfp4_scales(amax, d);
+  return {sc.global_scale, sc.six_gs, sc.rcp_six_gs, d == quant::Nvfp4Division::kTriton};
 }
 Shape with_last(Shape s, int64_t last) { s.back() = last; return s; }
 int64_t nvfp4_last_dim(const Tensor& x, const char* what) {
@@ -64,24 +61,25 @@ void fake_quant_fp8(const Tensor& x, float amax, const Tensor& y, void* stream) 
   const char* what = "CUDA FP8 fake quant";
   Elem t = elem_of(x, what);
   check_same(x, y, what);
-  Fp8K k = fp8_scales(amax, what);
+  quant::Fp8Scales k = fp8_scales(amax, what);
 #ifdef QARL_HAVE_CUDA
-  launch_fp8_fake_quant(t, x.data(), y.data(), x.numel(), k.s, k.inv, stream);
+  launch_fp8_fake_quant(t, x.data(), y.data(), x.numel(), k.scale, k.inv_scale, stream);
 #else
   (void)t; (void)k; no_cuda(what);
 #endif
 }
 
-void fake_quant_nvfp4(const Tensor& x, float amax, const Tensor& y, void* stream) {
+void fake_quant_nvfp4(const Tensor& x, float amax, const Tensor& y, void* stream,
+                      quant::Nvfp4Division division) {
   const char* what = "CUDA NVFP4 fake quant";
   Elem t = elem_of(x, what);
   check_same(x, y, what);
   nvfp4_last_dim(x, what);
-  float gs = nvfp4_gs(amax, what);
+  Nvfp4Scalars k = nvfp4_scalars(amax, division, what);
 #ifdef QARL_HAVE_CUDA
-  launch_nvfp4_fake_quant(t, x.data(), y.data(), x.numel(), gs, 6.0f * gs, stream);
+  launch_nvfp4_fake_quant(t, x.data(), y.data(), x.numel(), k, stream);
 #else
-  (void)t; (void)gs; no_cuda(what);
+  (void)t; (void)k; no_cuda(what);
 #endif
 }
 
@@ -91,11 +89,11 @@ Tensor fake_quant_fp8(const Tensor& x, float amax) {
   fake_quant_fp8(x, amax, y);
   return y;
 }
-Tensor fake_quant_nvfp4(const Tensor& x, float amax) {
+Tensor fake_quant_nvfp4(const Tensor& x, float amax, quant::Nvfp4Division division) {
   elem_of(x, "CUDA NVFP4 fake quant");
   nvfp4_last_dim(x, "CUDA NVFP4 fake quant");
   Tensor y = Tensor::empty(x.shape(), x.dtype(), Device::CUDA);
-  fake_quant_nvfp4(x, amax, y);
+  fake_quant_nvfp4(x, amax, y, nullptr, division);
   return y;
 }
 
@@ -121,9 +119,9 @@ void encode_fp8(const Tensor& x, float amax, const Tensor& codes, void* stream) 
   const char* what = "CUDA FP8 encode";
   Elem t = elem_of(x, what);
   check_codes(codes, x.shape(), what);
-  Fp8K k = fp8_scales(amax, what);
+  quant::Fp8Scales k = fp8_scales(amax, what);
 #ifdef QARL_HAVE_CUDA
-  launch_fp8_encode(t, x.data(), codes.data_as<uint8_t>(), x.numel(), k.s, stream);
+  launch_fp8_encode(t, x.data(), codes.data_as<uint8_t>(), x.numel(), k.scale, stream);
 #else
   (void)t; (void)k; no_cuda(what);
 #endif
@@ -133,27 +131,27 @@ void decode_fp8(const Tensor& codes, float amax, const Tensor& y, void* stream) 
   const char* what = "CUDA FP8 decode";
   Elem t = elem_of(y, what);
   check_codes(codes, y.shape(), what);
-  Fp8K k = fp8_scales(amax, what);
+  quant::Fp8Scales k = fp8_scales(amax, what);
 #ifdef QARL_HAVE_CUDA
-  launch_fp8_decode(t, codes.data_as<uint8_t>(), y.data(), y.numel(), k.inv, stream);
+  launch_fp8_decode(t, codes.data_as<uint8_t>(), y.data(), y.numel(), k.inv_scale, stream);
 #else
   (void)t; (void)k; no_cuda(what);
 #endif
 }
 
 void encode_nvfp4(const Tensor& x, float amax, const Tensor& packed, const Tensor& scales,
-                  void* stream) {
+                  void* stream, quant::Nvfp4Division division) {
   const char* what = "CUDA NVFP4 encode";
   Elem t = elem_of(x, what);
   int64_t d = nvfp4_last_dim(x, what);
   check_codes(packed, with_last(x.shape(), d / 2), what);
   check_codes(scales, with_last(x.shape(), d / 16), what);
-  float gs = nvfp4_gs(amax, what);
+  Nvfp4Scalars k = nvfp4_scalars(amax, division, what);
 #ifdef QARL_HAVE_CUDA
   launch_nvfp4_encode(t, x.data(), packed.data_as<uint8_t>(), scales.data_as<uint8_t>(),
-                      x.numel(), gs, 6.0f * gs, stream);
+                      x.numel(), k, stream);
 #else
-  (void)t; (void)gs; no_cuda(what);
+  (void)t; (void)k; no_cuda(what);
 #endif
 }
 
@@ -164,7 +162,7 @@ void decode_nvfp4(const Tensor& packed, const Tensor& scales, float amax, const 
   int64_t d = nvfp4_last_dim(y, what);
   check_codes(packed, with_last(y.shape(), d / 2), what);
   check_codes(scales, with_last(y.shape(), d / 16), what);
-  float gs = nvfp4_gs(amax, what);
+  float gs = nvfp4_scalars(amax, quant::Nvfp4Division::kTriton, what).gs;
 #ifdef QARL_HAVE_CUDA
   launch_nvfp4_decode(t, packed.data_as<uint8_t>(), scales.data_as<uint8_t>(), y.data(),
                       y.numel(), gs, stream);

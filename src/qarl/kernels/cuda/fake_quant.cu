@@ -72,7 +72,7 @@ __global__ void fp8_scalar_kernel(const typename D::raw* __restrict__ x,
     y[i] = D::store(fp8_fake(D::load(x[i]), k));
 }
 
-template <class D, int UNROLL>
+template <class D, int UNROLL, bool kTriton>
 __global__ void __launch_bounds__(kThreads) nvfp4_vec_kernel(const uint4* __restrict__ x,
                                                              uint4* __restrict__ y,
                                                              int64_t nvec, Nvfp4Scale k) {
@@ -99,17 +99,16 @@ __global__ void __launch_bounds__(kThreads) nvfp4_vec_kernel(const uint4* __rest
       for (int e = 0; e < V::E; ++e) m = fmaxf(m, fabsf(f[e]));
 #pragma unroll
       for (int off = 1; off < TPB; off <<= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
-      float S;
-      nvfp4_block_scale(m, k, &S);
+      const Nvfp4Block<kTriton> blk(m, k);
 #pragma unroll
-      for (int e = 0; e < V::E; ++e) f[e] = nvfp4_fake(f[e], S);
+      for (int e = 0; e < V::E; ++e) f[e] = nvfp4_fake(f[e], blk);
       if (i < nvec) __stcs(y + i, V::pack(f));
     }
   }
 }
 
 // One thread per 16-element block (misaligned pointers).
-template <class D>
+template <class D, bool kTriton>
 __global__ void nvfp4_scalar_kernel(const typename D::raw* __restrict__ x,
                                     typename D::raw* __restrict__ y, int64_t nblocks,
                                     Nvfp4Scale k) {
@@ -117,9 +116,8 @@ __global__ void nvfp4_scalar_kernel(const typename D::raw* __restrict__ x,
        b += int64_t(gridDim.x) * blockDim.x) {
     float f[16], m = 0.0f;
     for (int e = 0; e < 16; ++e) { f[e] = D::load(x[b * 16 + e]); m = fmaxf(m, fabsf(f[e])); }
-    float S;
-    nvfp4_block_scale(m, k, &S);
-    for (int e = 0; e < 16; ++e) y[b * 16 + e] = D::store(nvfp4_fake(f[e], S));
+    const Nvfp4Block<kTriton> blk(m, k);
+    for (int e = 0; e < 16; ++e) y[b * 16 + e] = D::store(nvfp4_fake(f[e], blk));
   }
 }
 
@@ -153,17 +151,27 @@ void fp8_dispatch(const void* x, void* y, int64_t n, Fp8Scale k, cudaStream_t st
         static_cast<const raw*>(x), static_cast<raw*>(y), done, n, k);
 }
 
-template <class D>
+template <class D, bool kTriton>
 void nvfp4_dispatch(const void* x, void* y, int64_t n, Nvfp4Scale k, cudaStream_t st) {
   using raw = typename D::raw;
   if (aligned16(x) && aligned16(y)) {
     constexpr int U = 4;
     int64_t nvec = n / Vec<D>::E;
-    nvfp4_vec_kernel<D, U><<<grid_for(nvfp4_vec_kernel<D, U>, kThreads, nvec), kThreads, 0, st>>>(
+    auto kern = nvfp4_vec_kernel<D, U, kTriton>;
+    kern<<<grid_for(kern, kThreads, nvec), kThreads, 0, st>>>(
         static_cast<const uint4*>(x), static_cast<uint4*>(y), nvec, k);
   } else {
-    nvfp4_scalar_kernel<D><<<grid_for(nvfp4_scalar_kernel<D>, kThreads, n / 16), kThreads, 0, st>>>(
+    auto kern = nvfp4_scalar_kernel<D, kTriton>;
+    kern<<<grid_for(kern, kThreads, n / 16), kThreads, 0, st>>>(
         static_cast<const raw*>(x), static_cast<raw*>(y), n / 16, k);
+  }
+}
+template <bool kTriton>
+void nvfp4_by_elem(Elem t, const void* x, void* y, int64_t n, Nvfp4Scale k, cudaStream_t st) {
+  switch (t) {
+    case Elem::F32: nvfp4_dispatch<F32, kTriton>(x, y, n, k, st); break;
+    case Elem::BF16: nvfp4_dispatch<BF16, kTriton>(x, y, n, k, st); break;
+    case Elem::F16: nvfp4_dispatch<F16, kTriton>(x, y, n, k, st); break;
   }
 }
 
@@ -182,16 +190,13 @@ void launch_fp8_fake_quant(Elem t, const void* x, void* y, int64_t n, float s, f
   check_last_launch("fp8 fake quant");
 }
 
-void launch_nvfp4_fake_quant(Elem t, const void* x, void* y, int64_t n, float gs, float six_gs,
+void launch_nvfp4_fake_quant(Elem t, const void* x, void* y, int64_t n, Nvfp4Scalars s,
                              void* stream) {
   if (n == 0) return;
   auto st = static_cast<cudaStream_t>(stream);
-  Nvfp4Scale k{gs, six_gs};
-  switch (t) {
-    case Elem::F32: nvfp4_dispatch<F32>(x, y, n, k, st); break;
-    case Elem::BF16: nvfp4_dispatch<BF16>(x, y, n, k, st); break;
-    case Elem::F16: nvfp4_dispatch<F16>(x, y, n, k, st); break;
-  }
+  Nvfp4Scale k{s.gs, s.six_gs, s.rcp_six_gs};
+  if (s.triton) nvfp4_by_elem<true>(t, x, y, n, k, st);
+  else nvfp4_by_elem<false>(t, x, y, n, k, st);
   check_last_launch("nvfp4 fake quant");
 }
 

@@ -32,7 +32,7 @@ __global__ void fp8_decode_kernel(const uint8_t* __restrict__ c, typename D::raw
 }
 
 // One thread per 16-element block: 8 packed bytes and one scale code.
-template <class D>
+template <class D, bool kTriton>
 __global__ void nvfp4_encode_kernel(const typename D::raw* __restrict__ x,
                                     uint8_t* __restrict__ packed, uint8_t* __restrict__ scales,
                                     int64_t nblocks, Nvfp4Scale k) {
@@ -41,11 +41,11 @@ __global__ void nvfp4_encode_kernel(const typename D::raw* __restrict__ x,
     float f[16], m = 0.0f;
 #pragma unroll
     for (int e = 0; e < 16; ++e) { f[e] = D::load(x[b * 16 + e]); m = fmaxf(m, fabsf(f[e])); }
-    float S;
-    scales[b] = nvfp4_block_scale(m, k, &S);
+    const Nvfp4Block<kTriton> blk(m, k);
+    scales[b] = blk.code;
 #pragma unroll
     for (int e = 0; e < 16; e += 2)
-      packed[b * 8 + e / 2] = uint8_t(e2m1_code(f[e], S) | (e2m1_code(f[e + 1], S) << 4));
+      packed[b * 8 + e / 2] = uint8_t(e2m1_code(f[e], blk) | (e2m1_code(f[e + 1], blk) << 4));
   }
 }
 
@@ -100,13 +100,18 @@ void launch_fp8_decode(Elem t, const uint8_t* codes, void* y, int64_t n, float i
 }
 
 void launch_nvfp4_encode(Elem t, const void* x, uint8_t* packed, uint8_t* scales, int64_t n,
-                         float gs, float six_gs, void* stream) {
+                         Nvfp4Scalars s, void* stream) {
   if (n == 0) return;
   auto st = static_cast<cudaStream_t>(stream);
+  const Nvfp4Scale k{s.gs, s.six_gs, s.rcp_six_gs};
   by_elem<Tag>(t, [&](auto tag) {
     using D = typename decltype(tag)::type;
-    nvfp4_encode_kernel<D><<<grid_for(nvfp4_encode_kernel<D>, kThreads, n / 16), kThreads, 0, st>>>(
-        static_cast<const typename D::raw*>(x), packed, scales, n / 16, Nvfp4Scale{gs, six_gs});
+    auto go = [&](auto kern) {
+      kern<<<grid_for(kern, kThreads, n / 16), kThreads, 0, st>>>(
+          static_cast<const typename D::raw*>(x), packed, scales, n / 16, k);
+    };
+    if (s.triton) go(nvfp4_encode_kernel<D, true>);
+    else go(nvfp4_encode_kernel<D, false>);
   });
   check_last_launch("nvfp4 encode");
 }

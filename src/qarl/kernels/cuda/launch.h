@@ -15,7 +15,9 @@ void check_last_launch(const char* what);
 void launch_fp8_fake_quant(Elem t, const void* x, void* y, int64_t n, float s, float inv,
                            void* stream);
 // NVFP4 fake quant over blocks of 16 contiguous elements (n % 16 == 0).
-void launch_nvfp4_fake_quant(Elem t, const void* x, void* y, int64_t n, float gs, float six_gs,
+// Scalars from qarl::quant::nvfp4_scales; triton selects Nvfp4Division::kTriton.
+struct Nvfp4Scalars { float gs, six_gs, rcp_six_gs; bool triton; };
+void launch_nvfp4_fake_quant(Elem t, const void* x, void* y, int64_t n, Nvfp4Scalars k,
                              void* stream);
 // Clipped backward: dx = |x| <= amax ? dy : 0.
 void launch_clipped_backward(Elem t, const void* dy, const void* x, void* dx, int64_t n,
@@ -25,7 +27,7 @@ void launch_clipped_backward(Elem t, const void* dy, const void* x, void* dx, in
 void launch_fp8_encode(Elem t, const void* x, uint8_t* codes, int64_t n, float s, void* stream);
 void launch_fp8_decode(Elem t, const uint8_t* codes, void* y, int64_t n, float inv, void* stream);
 void launch_nvfp4_encode(Elem t, const void* x, uint8_t* packed, uint8_t* scales, int64_t n,
-                         float gs, float six_gs, void* stream);
+                         Nvfp4Scalars k, void* stream);
 void launch_nvfp4_decode(Elem t, const uint8_t* packed, const uint8_t* scales, void* y,
                          int64_t n, float gs, void* stream);
 

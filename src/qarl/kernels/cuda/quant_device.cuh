@@ -82,16 +82,35 @@ __device__ __forceinline__ float fp8_dequant(uint8_t c, float inv) {
 }
 
 // ---- NVFP4 (E2M1 values with an E4M3 block scale and an fp32 global scale) ------------------
-struct Nvfp4Scale { float gs, six_gs; };  // gs = amax/2688 (non-positive -> 1e-12), 6*gs
+// Scalars from qarl::quant::nvfp4_scales (gs = amax * fl(1/2688), 6*gs, triton_rcp(6*gs)).
+struct Nvfp4Scale { float gs, six_gs, rcp_six_gs; };
 
-// Block scale from the block's max |x|: S = e4m3(min(m/(6 gs), 448)) * gs. Returns the
-// E4M3 code; *S gets the dequantized scale. No 1e-5 guard (ModelOpt HEAD): S may be 0.
-__device__ __forceinline__ uint8_t nvfp4_block_scale(float m, Nvfp4Scale k, float* S) {
-  float sr = __fdiv_rn(m, k.six_gs);
-  uint8_t c = e4m3_encode(fminf(sr, 448.0f));
-  *S = __fmul_rn(e4m3_decode(c), k.gs);
-  return c;
+// sm_90's rcp.approx.f32: with a multiply it is Triton's fp32 division (div.full.f32), which
+// ModelOpt's NVFP4 kernel uses; qarl::quant::triton_rcp models it bit for bit on the CPU.
+__device__ __forceinline__ float rcp_approx(float b) {
+  float r;
+  asm("rcp.approx.f32 %0, %1;" : "=f"(r) : "f"(b));
+  return r;
 }
+
+// Division modes (qarl::quant::Nvfp4Division): kTriton = a * rcp.approx(b) and Triton's
+// negation 0 - v (so a zero result is +0); IEEE = correctly rounded a / b and -v (PyTorch).
+template <bool kTriton>
+struct Nvfp4Block {
+  float S;   // dequantized block scale s8 * gs (0 allowed: the block becomes zeros)
+  float rS;  // rcp.approx(S) (Triton mode)
+  uint8_t code;  // E4M3 code of s8
+  __device__ __forceinline__ Nvfp4Block(float m, Nvfp4Scale k) {
+    float sr = kTriton ? __fmul_rn(m, k.rcp_six_gs) : __fdiv_rn(m, k.six_gs);
+    code = e4m3_encode(sr < 448.0f ? sr : 448.0f);
+    S = __fmul_rn(e4m3_decode(code), k.gs);
+    rS = kTriton ? rcp_approx(S) : 0.0f;
+  }
+  __device__ __forceinline__ float ratio(float a) const {
+    return kTriton ? __fmul_rn(a, rS) : __fdiv_rn(a, S);
+  }
+};
+
 // E2M1 magnitude index (0..7 -> 0, .5, 1, 1.5, 2, 3, 4, 6) of r = |x|/S on ModelOpt's
 // fp4_round_magnitude ladder; NaN and inf (S == 0) fall through to 6.
 __device__ __forceinline__ uint32_t e2m1_index(float r) {
@@ -99,20 +118,25 @@ __device__ __forceinline__ uint32_t e2m1_index(float r) {
        : r <= 2.5f ? 4u : r < 3.5f ? 5u : r <= 5.0f ? 6u : 7u;
 }
 __device__ __forceinline__ float e2m1_value(uint32_t idx) {
-  // 0, .5, 1, 1.5, 2, 3, 4, 6 without a table: idx<4 -> idx/2, else 2^(idx/2-1)*(2+(idx&1))/2
+  // 0, .5, 1, 1.5, 2, 3, 4, 6 without a table: idx<4 -> idx/2, else (2+(idx&1)) << (idx/2-2)
   return idx < 4 ? 0.5f * float(idx) : float((2u + (idx & 1u)) << ((idx >> 1) - 2u));
 }
-// 4-bit code: sign in bit 3 (from x >= 0, so NaN and -x carry the sign bit), index in 0-2.
-__device__ __forceinline__ uint32_t e2m1_code(float x, float S) {
-  uint32_t idx = e2m1_index(__fdiv_rn(fabsf(x), S));
-  return (x >= 0.0f ? 0u : 8u) | idx;
+template <bool kTriton>
+__device__ __forceinline__ float nvfp4_fake(float x, const Nvfp4Block<kTriton>& b) {
+  float v = __fmul_rn(e2m1_value(e2m1_index(b.ratio(fabsf(x)))), b.S);
+  return x >= 0.0f ? v : (kTriton ? __fsub_rn(0.0f, v) : -v);
+}
+// 4-bit code, sign in bit 3, set so that decode reproduces nvfp4_fake exactly (Triton's
+// 0 - v makes every zero +0), as qarl::quant::encode_nvfp4_row.
+template <bool kTriton>
+__device__ __forceinline__ uint32_t e2m1_code(float x, const Nvfp4Block<kTriton>& b) {
+  uint32_t idx = e2m1_index(b.ratio(fabsf(x)));
+  bool neg = !(x >= 0.0f) && (!kTriton || __fmul_rn(e2m1_value(idx), b.S) != 0.0f);
+  return (neg ? 8u : 0u) | idx;
 }
 __device__ __forceinline__ float e2m1_dequant(uint32_t code, float S) {
-  float q = e2m1_value(code & 7u);
-  return __fmul_rn((code & 8u) ? -q : q, S);
-}
-__device__ __forceinline__ float nvfp4_fake(float x, float S) {
-  return e2m1_dequant(e2m1_code(x, S), S);
+  float v = __fmul_rn(e2m1_value(code & 7u), S);
+  return (code & 8u) ? -v : v;
 }
 
 }  // namespace qarl::kernels::gpu::dev
