@@ -9,6 +9,7 @@
 #include <map>
 #include <random>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "qarl/core/error.h"
@@ -73,8 +74,8 @@ Tensor poisoned_bytes(Shape s) {
       std::memcpy(&ua, a + i * es, es);
       std::memcpy(&ub, b + i * es, es);
       return ::testing::AssertionFailure()
-             << "element " << i << " of " << got.numel() << ": got " << ga[0] << " (0x" << std::hex
-             << ua << ") want " << wa[0] << " (0x" << ub << ")" << std::dec;
+             << fmt::format("element {} of {}: got {} ({:#x}) want {} ({:#x})", i, got.numel(),
+                            ga[0], ua, wa[0], ub);
     }
   }
   return ::testing::AssertionSuccess();

@@ -26,12 +26,22 @@ struct Vec {
 #pragma unroll
     for (int i = 0; i < E; ++i) f[i] = D::load(p[i]);
   }
-  __device__ static uint4 pack(const float (&f)[E]) {
+  __device__ static uint4 pack(const float (&f)[E]) {  // exact for every value (NaN too)
     uint4 v;
     raw* p = reinterpret_cast<raw*>(&v);
 #pragma unroll
     for (int i = 0; i < E; ++i) p[i] = D::store(f[i]);
     return v;
+  }
+  // Hardware conversions, two at a time: equal to pack() when no value is NaN.
+  __device__ static uint4 pack_finite(const float (&f)[E]) {
+    if constexpr (E == 4) {
+      return make_uint4(__float_as_uint(f[0]), __float_as_uint(f[1]), __float_as_uint(f[2]),
+                        __float_as_uint(f[3]));
+    } else {
+      return make_uint4(D::pack2(f[0], f[1]), D::pack2(f[2], f[3]), D::pack2(f[4], f[5]),
+                        D::pack2(f[6], f[7]));
+    }
   }
 };
 
@@ -49,16 +59,23 @@ __global__ void __launch_bounds__(kThreads) fp8_vec_kernel(const uint4* __restri
 #pragma unroll
     for (int u = 0; u < UNROLL; ++u) {
       if (i + u * stride >= nvec) break;
-      float f[V::E];
+      float f[V::E], o[V::E];
       V::unpack(v[u], f);
+      bool nan = false;
 #pragma unroll
       for (int e = 0; e < V::E; e += 2) {  // pairs: one cvt each way for two elements
         float2 d = e4m3x2_decode(e4m3x2_encode(__fmul_rn(f[e], k.s), __fmul_rn(f[e + 1], k.s)));
-        float y0 = __fmul_rn(d.x, k.inv), y1 = __fmul_rn(d.y, k.inv);
-        f[e] = f[e] != f[e] ? cpu_nan_like(f[e]) : y0;
-        f[e + 1] = f[e + 1] != f[e + 1] ? cpu_nan_like(f[e + 1]) : y1;
+        o[e] = __fmul_rn(d.x, k.inv);
+        o[e + 1] = __fmul_rn(d.y, k.inv);
+        nan |= (f[e] != f[e]) | (f[e + 1] != f[e + 1]);
       }
-      __stcs(y + i + u * stride, V::pack(f));
+      if (nan) {  // rare: the CPU's NaN (sign kept) and the exact conversions
+#pragma unroll
+        for (int e = 0; e < V::E; ++e) o[e] = f[e] != f[e] ? cpu_nan_like(f[e]) : o[e];
+        __stcs(y + i + u * stride, V::pack(o));
+      } else {
+        __stcs(y + i + u * stride, V::pack_finite(o));
+      }
     }
   }
 }
@@ -101,8 +118,8 @@ __global__ void __launch_bounds__(kThreads) nvfp4_vec_kernel(const uint4* __rest
       for (int off = 1; off < TPB; off <<= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
       const Nvfp4Block<kTriton> blk(m, k);
 #pragma unroll
-      for (int e = 0; e < V::E; ++e) f[e] = nvfp4_fake(f[e], blk);
-      if (i < nvec) __stcs(y + i, V::pack(f));
+      for (int e = 0; e < V::E; ++e) f[e] = nvfp4_fake_fast(f[e], blk);
+      if (i < nvec) __stcs(y + i, V::pack_finite(f));  // NVFP4 outputs are never NaN
     }
   }
 }

@@ -20,7 +20,7 @@ __global__ void fp8_encode_kernel(const typename D::raw* __restrict__ x, uint8_t
                                   int64_t n, float s) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x)
-    c[i] = e4m3_encode(__fmul_rn(D::load(x[i]), s));
+    c[i] = fp8_code(D::load(x[i]), s);
 }
 
 template <class D>

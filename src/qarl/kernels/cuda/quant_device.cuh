@@ -4,12 +4,15 @@
 // qarl/quant. The element conversions replicate qarl/core/half.h bit for bit (NaN included).
 #pragma once
 #include <cstdint>
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
 namespace qarl::kernels::gpu::dev {
 
 // ---- element types: raw storage <-> float -------------------------------------------------
+// store() reproduces qarl/core/half.h for every float, NaN payloads included; store2()
+// packs two values with the hardware's RNE conversion, equal to store() for non-NaN values.
 struct F32 {
   using raw = float;
   __device__ static float load(raw v) { return v; }
@@ -17,6 +20,10 @@ struct F32 {
 };
 struct BF16 {
   using raw = uint16_t;
+  __device__ static uint32_t pack2(float a, float b) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+    return *reinterpret_cast<uint32_t*>(&h);
+  }
   __device__ static float load(raw v) { return __uint_as_float(uint32_t(v) << 16); }
   __device__ static raw store(float f) {  // == qarl::f32_to_bf16
     uint32_t u = __float_as_uint(f);
@@ -27,6 +34,10 @@ struct BF16 {
 };
 struct F16 {
   using raw = uint16_t;
+  __device__ static uint32_t pack2(float a, float b) {
+    __half2 h = __floats2half2_rn(a, b);
+    return *reinterpret_cast<uint32_t*>(&h);
+  }
   __device__ static float load(raw v) {  // exact; NaN payload kept as qarl::f16_to_f32 does
     uint32_t h = v;
     if ((h & 0x7c00u) == 0x7c00u && (h & 0x3ffu))
@@ -76,6 +87,11 @@ __device__ __forceinline__ float fp8_fake(float x, Fp8Scale k) {
   float y = __fmul_rn(e4m3_decode(e4m3_encode(__fmul_rn(x, k.s))), k.inv);
   return x != x ? cpu_nan_like(x) : y;
 }
+// The KV code of x: a NaN x keeps its sign (the GPU's x*s would be its canonical NaN).
+__device__ __forceinline__ uint8_t fp8_code(float x, float s) {
+  uint8_t c = e4m3_encode(__fmul_rn(x, s));
+  return x != x ? uint8_t(0x7fu | ((__float_as_uint(x) >> 24) & 0x80u)) : c;
+}
 __device__ __forceinline__ float fp8_dequant(uint8_t c, float inv) {
   float y = __fmul_rn(e4m3_decode(c), inv);
   return e4m3_is_nan(c) ? __uint_as_float(0x7fc00000u | (uint32_t(c & 0x80u) << 24)) : y;
@@ -124,6 +140,22 @@ __device__ __forceinline__ float e2m1_value(uint32_t idx) {
 template <bool kTriton>
 __device__ __forceinline__ float nvfp4_fake(float x, const Nvfp4Block<kTriton>& b) {
   float v = __fmul_rn(e2m1_value(e2m1_index(b.ratio(fabsf(x)))), b.S);
+  return x >= 0.0f ? v : (kTriton ? __fsub_rn(0.0f, v) : -v);
+}
+// The same ladder as arithmetic (fewer instructions, for the bandwidth kernel): on [0, 2)
+// the grid step is 0.5, on [2, 4) 1, on [4, 6] 2, and each ladder threshold is a tie that
+// goes to the even grid point, i.e. round-half-even of r/step; NaN and inf give 6 via fminf.
+// Equal to e2m1_value(e2m1_index(r)) for every non-negative float (checked exhaustively on
+// the CPU over all 2^31 bit patterns; the GPU tests compare the kernels with qarl/quant).
+__device__ __forceinline__ float e2m1_round(float r) {
+  const float up = r < 2.0f ? 2.0f : r < 4.0f ? 1.0f : 0.5f;
+  const float down = r < 2.0f ? 0.5f : r < 4.0f ? 1.0f : 2.0f;
+  return fminf(__fmul_rn(rintf(__fmul_rn(r, up)), down), 6.0f);
+}
+// nvfp4_fake via e2m1_round; the result is always finite.
+template <bool kTriton>
+__device__ __forceinline__ float nvfp4_fake_fast(float x, const Nvfp4Block<kTriton>& b) {
+  float v = __fmul_rn(e2m1_round(b.ratio(fabsf(x))), b.S);
   return x >= 0.0f ? v : (kTriton ? __fsub_rn(0.0f, v) : -v);
 }
 // 4-bit code, sign in bit 3, set so that decode reproduces nvfp4_fake exactly (Triton's
