@@ -24,6 +24,7 @@ struct LayerWeights {
   const float* qkv_bias = nullptr;       // [q_dim + 2*kv_dim] (Qwen2), fused copy
   kernels::PackedB qkv;                  // fused q,k,v: [H] -> [q_dim + 2 kv_dim]
   kernels::PackedB o;                    // [q_dim] -> [H]
+  const float* o_bias = nullptr;         // [H] (Llama with attention_bias)
   kernels::PackedB gate_up;              // fused gate,up: [H] -> [2 I]
   kernels::PackedB down;                 // [I] -> [H]
   std::vector<float> qkv_bias_store;
@@ -75,6 +76,7 @@ class Model {
   const LayerWeights& layer(int i) const { return layers_[i]; }
   const float* embed() const;
   const kernels::PackedB& lm_head() const { return lm_head_packed_; }
+  const float* final_norm() const { return final_norm_; }
   const std::vector<float>& rope_inv_freq() const { return inv_freq_; }
 
  private:
@@ -88,6 +90,7 @@ class Model {
   std::map<std::string, Tensor> params_;
   std::vector<LayerWeights> layers_;
   kernels::PackedB lm_head_packed_;
+  const float* final_norm_ = nullptr;
   std::vector<float> inv_freq_;
   std::vector<quant::TensorQuantizer> kq_, vq_;
   std::map<std::string, Tensor> checkpoint_amax_;  // "<...>_bmm_quantizer._amax" from the checkpoint
