@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "qarl/core/error.h"
 
@@ -60,6 +61,7 @@ __attribute__((target("avx512f"))) void micro_avx512(const float* a, int64_t ars
   __mmask16 m0 = nvalid >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << nvalid) - 1);
   __mmask16 m1 = nvalid >= 32 ? __mmask16(0xFFFF)
                               : (nvalid <= 16 ? __mmask16(0) : __mmask16((1u << (nvalid - 16)) - 1));
+  #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
     if (load_c) {
       acc0[r] = _mm512_maskz_loadu_ps(m0, c + r * ldc);
@@ -72,12 +74,14 @@ __attribute__((target("avx512f"))) void micro_avx512(const float* a, int64_t ars
   for (int64_t k = 0; k < kc; ++k) {
     __m512 b0 = _mm512_loadu_ps(b + k * NR);
     __m512 b1 = _mm512_loadu_ps(b + k * NR + 16);
+    #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       __m512 av = _mm512_set1_ps(a[r * ars + k * acs]);
       acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
       acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
     }
   }
+  #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
     _mm512_mask_storeu_ps(c + r * ldc, m0, acc0[r]);
     _mm512_mask_storeu_ps(c + r * ldc + 16, m1, acc1[r]);
@@ -91,16 +95,20 @@ __attribute__((target("avx2,fma"))) void micro_avx2(const float* a, int64_t ars,
                                                     int64_t ldc, int nvalid, bool load_c) {
   __m256 acc[R][4];
   alignas(32) float tmp[NR];
+  #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
     if (load_c) {
       if (nvalid == NR) {
+        #pragma GCC unroll 4
         for (int q = 0; q < 4; ++q) acc[r][q] = _mm256_loadu_ps(c + r * ldc + 8 * q);
       } else {
         std::memset(tmp, 0, sizeof(tmp));
         std::memcpy(tmp, c + r * ldc, sizeof(float) * nvalid);
+        #pragma GCC unroll 4
         for (int q = 0; q < 4; ++q) acc[r][q] = _mm256_load_ps(tmp + 8 * q);
       }
     } else {
+      #pragma GCC unroll 4
       for (int q = 0; q < 4; ++q) acc[r][q] = _mm256_setzero_ps();
     }
   }
@@ -109,6 +117,7 @@ __attribute__((target("avx2,fma"))) void micro_avx2(const float* a, int64_t ars,
     __m256 b1 = _mm256_loadu_ps(b + k * NR + 8);
     __m256 b2 = _mm256_loadu_ps(b + k * NR + 16);
     __m256 b3 = _mm256_loadu_ps(b + k * NR + 24);
+    #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       __m256 av = _mm256_broadcast_ss(a + r * ars + k * acs);
       acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
@@ -117,10 +126,13 @@ __attribute__((target("avx2,fma"))) void micro_avx2(const float* a, int64_t ars,
       acc[r][3] = _mm256_fmadd_ps(av, b3, acc[r][3]);
     }
   }
+  #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
     if (nvalid == NR) {
+      #pragma GCC unroll 4
       for (int q = 0; q < 4; ++q) _mm256_storeu_ps(c + r * ldc + 8 * q, acc[r][q]);
     } else {
+      #pragma GCC unroll 4
       for (int q = 0; q < 4; ++q) _mm256_store_ps(tmp + 8 * q, acc[r][q]);
       std::memcpy(c + r * ldc, tmp, sizeof(float) * nvalid);
     }
@@ -145,27 +157,45 @@ constexpr MicroFn k512[7] = {nullptr,          micro_avx512<1>, micro_avx512<2>,
                              micro_avx512<4>,  micro_avx512<5>, micro_avx512<6>};
 constexpr MicroFn k2[4] = {nullptr, micro_avx2<1>, micro_avx2<2>, micro_avx2<3>};
 
-// One thread tile: rows [i0, i1), panels covering columns [j0, j1).
+// One thread tile: rows [i0, i1), panels covering columns [j0, j1). For each K block the
+// tile's rows of A are packed k-major into micro-panels of mr rows (contiguous broadcasts,
+// no 4 KiB aliasing between rows); zero rows pad a short last micro-panel.
 void run_tile(Isa isa, const GemmA& A, const PackedB& B, float* C, int64_t ldc, int64_t i0,
               int64_t i1, int64_t j0, int64_t j1, bool accumulate) {
   const int64_t K = B.K;
   const int mr = isa == Isa::Avx512 ? 6 : isa == Isa::Avx2 ? 3 : 4;
+  thread_local std::vector<float> apack;
+  const int64_t n_micro = (i1 - i0 + mr - 1) / mr;
+  apack.resize(size_t(n_micro * mr * kKC));
   for (int64_t k0 = 0; k0 < K || (K == 0 && k0 == 0); k0 += kKC) {
     const int64_t kc = std::min(kKC, K - k0);
     const bool load_c = accumulate || k0 > 0;
+    for (int64_t t = 0; t < n_micro; ++t) {
+      float* dst = apack.data() + t * mr * kKC;
+      for (int r = 0; r < mr; ++r) {
+        const int64_t i = i0 + t * mr + r;
+        if (i < i1) {
+          const float* src = A.data + i * A.row_stride + k0 * A.col_stride;
+          for (int64_t k = 0; k < kc; ++k) dst[k * mr + r] = src[k * A.col_stride];
+        } else {
+          for (int64_t k = 0; k < kc; ++k) dst[k * mr + r] = 0.0f;
+        }
+      }
+    }
     for (int64_t j = j0; j < j1; j += NR) {
       const float* bp = B.data.data() + ((j / NR) * K + k0) * NR;
       const int nvalid = int(std::min<int64_t>(NR, j1 - j));
-      for (int64_t i = i0; i < i1; i += mr) {
+      for (int64_t t = 0; t < n_micro; ++t) {
+        const int64_t i = i0 + t * mr;
         const int r = int(std::min<int64_t>(mr, i1 - i));
-        const float* ap = A.data + i * A.row_stride + k0 * A.col_stride;
+        const float* ap = apack.data() + t * mr * kKC;
         float* cp = C + i * ldc + j;
         if (isa == Isa::Avx512)
-          k512[r](ap, A.row_stride, A.col_stride, bp, kc, cp, ldc, nvalid, load_c);
+          k512[r](ap, 1, mr, bp, kc, cp, ldc, nvalid, load_c);
         else if (isa == Isa::Avx2)
-          k2[r](ap, A.row_stride, A.col_stride, bp, kc, cp, ldc, nvalid, load_c);
+          k2[r](ap, 1, mr, bp, kc, cp, ldc, nvalid, load_c);
         else
-          micro_scalar(r, ap, A.row_stride, A.col_stride, bp, kc, cp, ldc, nvalid, load_c);
+          micro_scalar(r, ap, 1, mr, bp, kc, cp, ldc, nvalid, load_c);
       }
     }
     if (K == 0) break;
