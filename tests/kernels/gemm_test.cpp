@@ -33,13 +33,13 @@ TEST(Gemm, MatchesFmaChainReferenceBitwiseOnEveryIsa) {
   const int64_t shapes[][3] = {{1, 1, 1}, {7, 45, 33}, {13, 70, 301}, {50, 97, 600}, {3, 300, 5}, {5, 33, 0}};
   for (const auto& s : shapes) {
     const int64_t M = s[0], N = s[1], K = s[2];
-    auto A = test::random_normal(size_t(M * std::max<int64_t>(K, 1)), 1.0f, seed + 1);
-    auto W = test::random_normal(size_t(N * std::max<int64_t>(K, 1)), 1.0f, seed + 2);
+    auto A = test::random_normal(static_cast<size_t>(M * std::max<int64_t>(K, 1)), 1.0f, seed + 1);
+    auto W = test::random_normal(static_cast<size_t>(N * std::max<int64_t>(K, 1)), 1.0f, seed + 2);
     // Reference over B = W^T.
-    std::vector<float> B(size_t(K * N));
+    std::vector<float> B(static_cast<size_t>(K * N));
     for (int64_t n = 0; n < N; ++n)
       for (int64_t k = 0; k < K; ++k) B[size_t(k * N + n)] = W[size_t(n * K + k)];
-    std::vector<float> ref(size_t(M * N));
+    std::vector<float> ref(static_cast<size_t>(M * N));
     gemm_reference(GemmA{A.data(), K, 1}, M, B.data(), K, N, N, ref.data(), N);
     PackedB P;
     pack_b_from_nk(W.data(), N, K, P);
@@ -47,7 +47,7 @@ TEST(Gemm, MatchesFmaChainReferenceBitwiseOnEveryIsa) {
       SCOPED_TRACE("isa " + isa + " M " + std::to_string(M) + " N " + std::to_string(N) +
                    " K " + std::to_string(K));
       set_gemm_isa(isa);
-      std::vector<float> C(size_t(M * N), std::numeric_limits<float>::quiet_NaN());
+      std::vector<float> C(static_cast<size_t>(M * N), std::numeric_limits<float>::quiet_NaN());
       gemm(GemmA{A.data(), K, 1}, M, P, C.data(), N);
       ASSERT_EQ(0, std::memcmp(C.data(), ref.data(), C.size() * sizeof(float)));
       // Accumulate: continues the chain from C's value.
@@ -63,11 +63,11 @@ TEST(Gemm, StridedAndTransposedA) {
   const uint64_t seed = test::fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   const int64_t M = 19, N = 41, K = 37;
-  auto At = test::random_normal(size_t(K * M), 1.0f, seed);  // A^T stored [K, M]
-  auto B = test::random_normal(size_t(K * N), 1.0f, seed + 7);
+  auto At = test::random_normal(static_cast<size_t>(K * M), 1.0f, seed);  // A^T stored [K, M]
+  auto B = test::random_normal(static_cast<size_t>(K * N), 1.0f, seed + 7);
   PackedB P;
   pack_b_from_kn(B.data(), K, N, N, P);
-  std::vector<float> C(size_t(M * N)), ref(size_t(M * N));
+  std::vector<float> C(static_cast<size_t>(M * N)), ref(static_cast<size_t>(M * N));
   gemm(GemmA{At.data(), 1, M}, M, P, C.data(), N);
   gemm_reference(GemmA{At.data(), 1, M}, M, B.data(), K, N, N, ref.data(), N);
   EXPECT_EQ(0, std::memcmp(C.data(), ref.data(), C.size() * sizeof(float)));
@@ -84,23 +84,23 @@ TEST(Gemm, RowsAreBatchAndThreadInvariant) {
   const uint64_t seed = test::fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   const int64_t N = 333, K = 517, M = 61;
-  auto A = test::random_normal(size_t(M * K), 1.0f, seed);
-  auto W = test::random_normal(size_t(N * K), 1.0f, seed + 3);
+  auto A = test::random_normal(static_cast<size_t>(M * K), 1.0f, seed);
+  auto W = test::random_normal(static_cast<size_t>(N * K), 1.0f, seed + 3);
   PackedB P;
   pack_b_from_nk(W.data(), N, K, P);
   const int saved = omp_get_max_threads();
-  std::vector<float> full(size_t(M * N));
+  std::vector<float> full(static_cast<size_t>(M * N));
   omp_set_num_threads(2);
   gemm(GemmA{A.data(), K, 1}, M, P, full.data(), N);
   omp_set_num_threads(1);
-  std::vector<float> one(size_t(M * N));
+  std::vector<float> one(static_cast<size_t>(M * N));
   gemm(GemmA{A.data(), K, 1}, M, P, one.data(), N);
   EXPECT_EQ(0, std::memcmp(full.data(), one.data(), full.size() * sizeof(float)));
   for (int64_t i : {0L, 5L, 47L, 60L}) {
-    std::vector<float> row(size_t(N));
+    std::vector<float> row(static_cast<size_t>(N));
     gemm(GemmA{A.data() + i * K, K, 1}, 1, P, row.data(), N);
     EXPECT_EQ(0, std::memcmp(row.data(), full.data() + i * N, size_t(N) * sizeof(float))) << "row " << i;
-    std::vector<float> part(size_t(3 * N));
+    std::vector<float> part(static_cast<size_t>(3 * N));
     const int64_t i0 = std::min<int64_t>(i, M - 3);
     gemm(GemmA{A.data() + i0 * K, K, 1}, 3, P, part.data(), N);
     EXPECT_EQ(0, std::memcmp(part.data() + (i - i0) * N, full.data() + i * N, size_t(N) * sizeof(float)));
@@ -112,14 +112,14 @@ TEST(Gemm, FusedPackingEqualsSeparateProjections) {
   const uint64_t seed = test::fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   const int64_t K = 70, N1 = 33, N2 = 17, M = 9;
-  auto A = test::random_normal(size_t(M * K), 1.0f, seed);
-  auto W1 = test::random_normal(size_t(N1 * K), 1.0f, seed + 1);
-  auto W2 = test::random_normal(size_t(N2 * K), 1.0f, seed + 2);
+  auto A = test::random_normal(static_cast<size_t>(M * K), 1.0f, seed);
+  auto W1 = test::random_normal(static_cast<size_t>(N1 * K), 1.0f, seed + 1);
+  auto W2 = test::random_normal(static_cast<size_t>(N2 * K), 1.0f, seed + 2);
   PackedB F, P1, P2;
   pack_b_from_nk_multi({W1.data(), W2.data()}, {N1, N2}, K, F);
   pack_b_from_nk(W1.data(), N1, K, P1);
   pack_b_from_nk(W2.data(), N2, K, P2);
-  std::vector<float> CF(size_t(M * (N1 + N2))), C1(size_t(M * N1)), C2(size_t(M * N2));
+  std::vector<float> CF(static_cast<size_t>(M * (N1 + N2))), C1(static_cast<size_t>(M * N1)), C2(static_cast<size_t>(M * N2));
   gemm(GemmA{A.data(), K, 1}, M, F, CF.data(), N1 + N2);
   gemm(GemmA{A.data(), K, 1}, M, P1, C1.data(), N1);
   gemm(GemmA{A.data(), K, 1}, M, P2, C2.data(), N2);

@@ -24,9 +24,9 @@ TEST(RMSNorm, ForwardMatchesDoubleReferenceAndGradients) {
   const uint64_t seed = test::fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   const int64_t rows = 5, dim = 37;
-  auto x = random_normal(size_t(rows * dim), 1.0f, seed);
-  auto w = random_normal(size_t(dim), 1.0f, seed + 1);
-  std::vector<float> y(x.size(), NAN), rstd(size_t(rows), NAN);
+  auto x = random_normal(static_cast<size_t>(rows * dim), 1.0f, seed);
+  auto w = random_normal(static_cast<size_t>(dim), 1.0f, seed + 1);
+  std::vector<float> y(x.size(), NAN), rstd(static_cast<size_t>(rows), NAN);
   rmsnorm_forward(x.data(), w.data(), rows, dim, dim, 1e-6f, y.data(), rstd.data());
   for (int64_t r = 0; r < rows; ++r) {
     double ss = 0;
@@ -36,7 +36,7 @@ TEST(RMSNorm, ForwardMatchesDoubleReferenceAndGradients) {
       EXPECT_NEAR(y[size_t(r * dim + i)], w[size_t(i)] * x[size_t(r * dim + i)] * rs, 1e-5);
   }
   auto g = random_normal(x.size(), 1.0f, seed + 2);
-  std::vector<float> dx(x.size(), NAN), dw(size_t(dim), 0.0f);
+  std::vector<float> dx(x.size(), NAN), dw(static_cast<size_t>(dim), 0.0f);
   rmsnorm_backward(g.data(), x.data(), w.data(), rstd.data(), rows, dim, dim, dx.data(), dw.data());
   auto f_x = [&](const std::vector<float>& xx) {
     std::vector<float> yy(xx.size());
@@ -56,13 +56,13 @@ TEST(Linear, ForwardAndGradients) {
   const uint64_t seed = test::fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   const int64_t rows = 6, in = 29, out = 35;
-  auto x = random_normal(size_t(rows * in), 1.0f, seed);
-  auto W = random_normal(size_t(out * in), 0.3f, seed + 1);
-  auto b = random_normal(size_t(out), 1.0f, seed + 2);
+  auto x = random_normal(static_cast<size_t>(rows * in), 1.0f, seed);
+  auto W = random_normal(static_cast<size_t>(out * in), 0.3f, seed + 1);
+  auto b = random_normal(static_cast<size_t>(out), 1.0f, seed + 2);
   auto fwd = [&](const std::vector<float>& xx, const std::vector<float>& WW, const std::vector<float>& bb) {
     PackedB P;
     pack_b_from_nk(WW.data(), out, in, P);
-    std::vector<float> y(size_t(rows * out), NAN);
+    std::vector<float> y(static_cast<size_t>(rows * out), NAN);
     linear_forward(xx.data(), in, rows, P, bb.data(), y.data(), out);
     return y;
   };
@@ -92,7 +92,7 @@ TEST(Rope, RotatesHalvesAndBackwardIsTheAdjoint) {
   EXPECT_FLOAT_EQ(inv[0], 1.0f);
   EXPECT_NEAR(inv[1], 1.0 / std::pow(10000.0, 0.2), 1e-7);
   std::vector<int32_t> pos = {0, 3, 17, 100};
-  auto x = random_normal(size_t(rows * heads * hd), 1.0f, seed);
+  auto x = random_normal(static_cast<size_t>(rows * heads * hd), 1.0f, seed);
   auto y = x;
   rope_forward(y.data(), rows, heads * hd, heads, hd, pos.data(), inv.data());
   for (int r = 0; r < rows; ++r)
@@ -130,8 +130,8 @@ TEST(SwiGLU, ForwardAndGradient) {
   const uint64_t seed = test::fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   const int64_t rows = 3, inter = 23;
-  auto gu = random_normal(size_t(rows * 2 * inter), 2.0f, seed);
-  std::vector<float> h(size_t(rows * inter), NAN);
+  auto gu = random_normal(static_cast<size_t>(rows * 2 * inter), 2.0f, seed);
+  std::vector<float> h(static_cast<size_t>(rows * inter), NAN);
   swiglu_forward(gu.data(), rows, inter, h.data());
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t i = 0; i < inter; ++i) {
@@ -154,17 +154,17 @@ TEST(LogSoftmax, TokenLogprobTemperatureAndGradients) {
   const uint64_t seed = test::fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   const int64_t V = 301;
-  auto z = random_normal(size_t(V), 3.0f, seed);
+  auto z = random_normal(static_cast<size_t>(V), 3.0f, seed);
   for (float T : {1.0f, 0.7f, 1.5f}) {
     double m = -1e30, s = 0;
     for (auto v : z) m = std::max(m, double(v) / T);
     for (auto v : z) s += std::exp(double(v) / T - m);
     const double lse = m + std::log(s);
     EXPECT_NEAR(token_logprob(z.data(), V, T, 17), double(z[17]) / T - lse, 1e-5);
-    std::vector<float> row(size_t(V));
+    std::vector<float> row(static_cast<size_t>(V));
     log_softmax_row(z.data(), V, T, row.data());
     EXPECT_EQ(row[17], token_logprob(z.data(), V, T, 17));  // one definition
-    std::vector<float> dz(size_t(V), NAN);
+    std::vector<float> dz(static_cast<size_t>(V), NAN);
     token_logprob_backward(z.data(), V, T, 17, log_sum_exp_row(z.data(), V, T), 0.8f, dz.data());
     test::expect_directional_derivative(
         [&](const std::vector<float>& v) { return 0.8 * token_logprob(v.data(), V, T, 17); }, z, dz,
@@ -172,7 +172,7 @@ TEST(LogSoftmax, TokenLogprobTemperatureAndGradients) {
   }
   // Cross-entropy over rows.
   const int64_t rows = 4;
-  auto L = random_normal(size_t(rows * V), 2.0f, seed + 2);
+  auto L = random_normal(static_cast<size_t>(rows * V), 2.0f, seed + 2);
   std::vector<int32_t> tg = {0, 5, 300, 77};
   std::vector<float> dL(L.size(), NAN);
   cross_entropy_backward(L.data(), rows, V, tg.data(), 1.3f, dL.data());
@@ -183,7 +183,7 @@ TEST(LogSoftmax, TokenLogprobTemperatureAndGradients) {
 
 TEST(Embedding, LookupAndScatterBackward) {
   const int64_t V = 11, dim = 6;
-  auto table = random_normal(size_t(V * dim), 1.0f, test::fresh_seed());
+  auto table = random_normal(static_cast<size_t>(V * dim), 1.0f, test::fresh_seed());
   std::vector<int32_t> tok = {3, 0, 3, 10};
   std::vector<float> out(tok.size() * size_t(dim), NAN);
   embedding_forward(table.data(), dim, tok.data(), 4, out.data());
@@ -201,12 +201,12 @@ TEST(Embedding, LookupAndScatterBackward) {
 // Naive causal GQA attention in double.
 std::vector<double> attention_naive(const std::vector<float>& q, const std::vector<float>& k,
                                     const std::vector<float>& v, int T, int nh, int nkv, int hd) {
-  std::vector<double> out(size_t(T * nh * hd));
+  std::vector<double> out(static_cast<size_t>(T * nh * hd));
   const double scale = 1.0 / std::sqrt(double(hd));
   for (int i = 0; i < T; ++i)
     for (int h = 0; h < nh; ++h) {
       const int g = h / (nh / nkv);
-      std::vector<double> s(size_t(i + 1));
+      std::vector<double> s(static_cast<size_t>(i + 1));
       double m = -1e300;
       for (int j = 0; j <= i; ++j) {
         double d = 0;
@@ -243,20 +243,20 @@ TEST(Attention, MatchesNaiveAndPagedViewsAreBitwiseEqual) {
   const uint64_t seed = test::fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   const int T = 37, nh = 6, nkv = 2, hd = 12;
-  auto q = random_normal(size_t(T * nh * hd), 1.0f, seed);
-  auto k = random_normal(size_t(T * nkv * hd), 1.0f, seed + 1);
-  auto v = random_normal(size_t(T * nkv * hd), 1.0f, seed + 2);
+  auto q = random_normal(static_cast<size_t>(T * nh * hd), 1.0f, seed);
+  auto k = random_normal(static_cast<size_t>(T * nkv * hd), 1.0f, seed + 1);
+  auto v = random_normal(static_cast<size_t>(T * nkv * hd), 1.0f, seed + 2);
   const float scale = 1.0f / std::sqrt(float(hd));
   Contig c{k.data(), v.data()};
   auto view = c.view(T, nkv * hd);
-  std::vector<float> out(q.size(), NAN), lse(size_t(T * nh), NAN);
+  std::vector<float> out(q.size(), NAN), lse(static_cast<size_t>(T * nh), NAN);
   attention_forward(q.data(), nh * hd, T, 0, view, nh, nkv, hd, scale, out.data(), nh * hd, lse.data());
   auto ref = attention_naive(q, k, v, T, nh, nkv, hd);
   for (size_t i = 0; i < out.size(); ++i) ASSERT_NEAR(out[i], ref[i], 2e-5) << i;
   // Paged: blocks of 5 tokens scattered in a pool, and decode one query at a time.
   const int bs = 5, nb = (T + bs - 1) / bs;
-  std::vector<float> pool_k(size_t(nb * bs * nkv * hd) * 2, NAN), pool_v(pool_k.size(), NAN);
-  std::vector<const float*> kb(size_t(nb)), vb(size_t(nb));
+  std::vector<float> pool_k(static_cast<size_t>(nb * bs * nkv * hd) * 2, NAN), pool_v(pool_k.size(), NAN);
+  std::vector<const float*> kb(static_cast<size_t>(nb)), vb(static_cast<size_t>(nb));
   for (int b = 0; b < nb; ++b) {
     const int slot = (b * 7) % (2 * nb);  // permuted block placement
     kb[size_t(b)] = pool_k.data() + size_t(slot * bs * nkv * hd);
@@ -273,7 +273,7 @@ TEST(Attention, MatchesNaiveAndPagedViewsAreBitwiseEqual) {
     pv.row_stride = nkv * hd;
     pv.k_blocks = kb.data();
     pv.v_blocks = vb.data();
-    std::vector<float> o1(size_t(nh * hd), NAN);
+    std::vector<float> o1(static_cast<size_t>(nh * hd), NAN);
     attention_forward(q.data() + t * nh * hd, nh * hd, 1, t, pv, nh, nkv, hd, scale, o1.data(), nh * hd, nullptr);
     ASSERT_EQ(0, std::memcmp(o1.data(), out.data() + t * nh * hd, o1.size() * sizeof(float))) << "token " << t;
   }
@@ -284,15 +284,15 @@ TEST(Attention, BackwardFiniteDifferences) {
   SCOPED_TRACE("seed " + std::to_string(seed));
   const int T = 21, nh = 4, nkv = 2, hd = 8;
   const float scale = 1.0f / std::sqrt(float(hd));
-  auto q = random_normal(size_t(T * nh * hd), 1.0f, seed);
-  auto k = random_normal(size_t(T * nkv * hd), 1.0f, seed + 1);
-  auto v = random_normal(size_t(T * nkv * hd), 1.0f, seed + 2);
+  auto q = random_normal(static_cast<size_t>(T * nh * hd), 1.0f, seed);
+  auto k = random_normal(static_cast<size_t>(T * nkv * hd), 1.0f, seed + 1);
+  auto v = random_normal(static_cast<size_t>(T * nkv * hd), 1.0f, seed + 2);
   auto g = random_normal(q.size(), 1.0f, seed + 3);
   auto run = [&](const std::vector<float>& qq, const std::vector<float>& kk, const std::vector<float>& vv,
                  std::vector<float>* lse) {
     Contig c{kk.data(), vv.data()};
     std::vector<float> o(qq.size());
-    if (lse) lse->resize(size_t(T * nh));
+    if (lse) lse->resize(static_cast<size_t>(T * nh));
     attention_forward(qq.data(), nh * hd, T, 0, c.view(T, nkv * hd), nh, nkv, hd, scale, o.data(), nh * hd,
                       lse ? lse->data() : nullptr);
     return o;

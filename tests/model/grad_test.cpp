@@ -2,7 +2,11 @@
 // hand-written backward, for every family; gradients through the K/V quantizers.
 #include <cmath>
 
+#include <cmath>
+
 #include <gtest/gtest.h>
+
+#include "qarl/core/error.h"
 
 #include "model/model_test_util.h"
 #include "qarl/core/rng.h"
@@ -50,7 +54,7 @@ TEST_P(WholeModelGrad, FiniteDifferencesPerParameter) {
     SCOPED_TRACE(name);
     Tensor& p = m.param(name);
     const int64_t n = p.numel();
-    std::vector<float> v(size_t(n));
+    std::vector<float> v(static_cast<size_t>(n));
     for (auto& x : v) x = rng.normal();
     double an = 0;
     const float* gp = g.at(name).data_as<float>();

@@ -2,7 +2,11 @@
 #include <cstring>
 #include <filesystem>
 
+#include <cmath>
+
 #include <gtest/gtest.h>
+
+#include "qarl/core/error.h"
 
 #include "model/model_test_util.h"
 #include "qarl/core/fs.h"

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "qarl/core/error.h"
+#include "qarl/core/rng.h"
 #include "qarl/io/hf_config.h"
 #include "qarl/model/forward.h"
 #include "qarl/model/model.h"

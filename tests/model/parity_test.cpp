@@ -41,6 +41,12 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
+std::string case_name(const ::testing::TestParamInfo<Case>& info) {
+  static const char* const kFamily[] = {"Llama", "Qwen2", "Qwen3"};
+  return std::string(kFamily[int(info.param.family)]) +
+         (info.param.quant.empty() ? "_none" : "_" + info.param.quant);
+}
+
 class Parity : public ::testing::TestWithParam<Case> {};
 
 TEST_P(Parity, LogprobsAreBitwiseBatchChunkAndThreadInvariant) {
@@ -127,10 +133,7 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{io::ModelFamily::Qwen3, ""}, Case{io::ModelFamily::Llama, "fp8"},
                       Case{io::ModelFamily::Qwen2, "fp8const"}, Case{io::ModelFamily::Qwen3, "nvfp4"},
                       Case{io::ModelFamily::Llama, "nvfp4"}),
-    [](const auto& info) {
-      const char* f[] = {"Llama", "Qwen2", "Qwen3"};
-      return std::string(f[int(info.param.family)]) + (info.param.quant.empty() ? "_none" : "_" + info.param.quant);
-    });
+    case_name);
 
 TEST(Parity, LastLogitsOnlyEqualFullLogits) {
   const uint64_t seed = test::fresh_seed();

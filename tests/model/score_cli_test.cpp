@@ -90,8 +90,9 @@ TEST_P(ScoreCli, ScoreAndCalibrateOnHFCheckpoints) {
   }
   r = test::run_qarl("score --model " + d.file("cal") + " --tokens " + tokens + " --out " + d.file("c.jsonl") + " --recipe " + nv);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  if (fam != "qwen2")  // qwen2 is bf16: its stored amax is rounded, a different quantizer
+  if (fam != "qwen2") {  // qwen2 is bf16: its stored amax is rounded, a different quantizer
     EXPECT_LT(max_diff(read_out(d.file("c.jsonl")), ref["logprobs"]["nvfp4"]), 2e-2);
+  }
   // Calibrating into a non-empty directory is refused.
   r = test::run_qarl("calibrate --model " + model + " --recipe " + nv + " --tokens " + tokens + " --out " + d.file("cal"));
   EXPECT_NE(r.exit_code, 0);
