@@ -34,7 +34,7 @@ TEST_P(WholeModelGrad, FiniteDifferencesPerParameter) {
   for (const auto& n : m.param_names()) {
     if (n.ends_with("norm.weight")) continue;
     float* p = m.param(n).data_as<float>();
-    for (int64_t i = 0; i < m.param(n).numel(); ++i) p[i] *= 6.0f;
+    for (int64_t i = 0; i < m.param(n).numel(); ++i) p[i] *= 3.0f;
   }
   test::perturb_all(m, seed + 1);
   SequentialRng rng(seed, 11);
@@ -60,17 +60,20 @@ TEST_P(WholeModelGrad, FiniteDifferencesPerParameter) {
     const float* gp = g.at(name).data_as<float>();
     for (int64_t i = 0; i < n; ++i) an += double(gp[i]) * v[size_t(i)];
     std::vector<float> orig(p.data_as<float>(), p.data_as<float>() + n);
-    const double h = 2e-3;
-    auto eval = [&](double sgn) {
-      for (int64_t i = 0; i < n; ++i) p.data_as<float>()[i] = orig[size_t(i)] + float(sgn * h) * v[size_t(i)];
+    auto eval = [&](double step) {
+      for (int64_t i = 0; i < n; ++i) p.data_as<float>()[i] = orig[size_t(i)] + float(step) * v[size_t(i)];
       m.weights_changed();
       return weighted(forward_train(m, seqs, T).logprobs, c);
     };
-    const double fd = (eval(1) - eval(-1)) / (2 * h);
+    // Central differences at h and 2h, Richardson-extrapolated (cancels the h^2 term).
+    // fp32 forward: the loss carries ~1e-5 of rounding noise, so h is not tiny.
+    const double h = 2e-3;
+    const double fd1 = (eval(h) - eval(-h)) / (2 * h), fd2 = (eval(2 * h) - eval(-2 * h)) / (4 * h);
+    const double fd = (4 * fd1 - fd2) / 3;
     std::copy(orig.begin(), orig.end(), p.data_as<float>());
     m.weights_changed();
-    const double scale = std::max({std::fabs(fd), std::fabs(an), 1e-2});
-    EXPECT_NEAR(fd, an, 2e-2 * scale) << "fd " << fd << " analytic " << an;
+    const double scale = std::max(std::fabs(fd), std::fabs(an));
+    EXPECT_NEAR(fd, an, 2e-2 * scale + 2e-3) << "fd " << fd << " (h: " << fd1 << ", 2h: " << fd2 << ") analytic " << an;
   }
 }
 
