@@ -25,7 +25,8 @@ std::vector<double> grpo_advantages(std::span<const double> rewards, const Advan
       const double baseline =
           o.leave_one_out ? (sum - rewards[g + i]) / double(n - 1) : mean;
       double a = rewards[g + i] - baseline;
-      if (o.normalize_std) a /= (std + o.std_epsilon);
+      // As NeMo-RL: only groups with non-zero std are normalized (no 0/0 with eps 0).
+      if (o.normalize_std && std > 0) a /= (std + o.std_epsilon);
       adv[g + i] = a;
     }
   }

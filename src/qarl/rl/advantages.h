@@ -17,7 +17,7 @@ struct AdvantageOptions {
 // baseline_i = mean(group) (or the leave-one-out mean); std = unbiased sample std of the
 // group (torch.std default, as NeMo-RL's calculate_baseline_and_std_per_prompt); with
 // normalize_std, A_i = (r_i - baseline_i) / (std + eps). A group of one sample has zero
-// advantage. Groups whose rewards are all equal get zero advantage (std is 0, numerator 0).
+// advantage. Groups whose rewards are all equal get zero advantage (std is 0: not divided).
 // Errors (usage) when rewards.size() is not a multiple of group_size.
 std::vector<double> grpo_advantages(std::span<const double> rewards, const AdvantageOptions& o);
 
