@@ -32,6 +32,13 @@ struct LayerWeights {
 
 class Model {
  public:
+  // Move-only: the packed weights and bias pointers refer to this model's own storage, and a
+  // copy would share the parameter tensors.
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+  Model(Model&&) = default;
+  Model& operator=(Model&&) = default;
+
   // Loads config.json and the weights (F32/BF16/F16) of a checkpoint directory.
   static Model load(const std::string& dir);
   // A seeded random model (HF-like init: normal(0, 0.02) weights, unit norms, zero biases).
