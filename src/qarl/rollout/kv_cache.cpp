@@ -47,7 +47,7 @@ KVRowCodec KVRowCodec::make(KVCacheMode mode, int row_values, float amax) {
   if (mode == KVCacheMode::NVFP4) {
     if (row_values % quant::kNvfp4BlockSize != 0)
       throw err("an NVFP4 KV cache needs rows of a multiple of 16 values, got {}", row_values);
-    c.nvfp4_global_scale = quant::nvfp4_global_scale(amax);
+    c.nvfp4 = quant::nvfp4_scales(amax);  // the K/V quantizer's own scales
   }
   return c;
 }
@@ -64,7 +64,7 @@ void KVRowCodec::encode(const float* row, uint8_t* out) const {
     case KVCacheMode::Auto: std::memcpy(out, row, size_t(row_values) * sizeof(float)); return;
     case KVCacheMode::FP8: quant::encode_fp8_row(row, DType::F32, row_values, fp8, out); return;
     case KVCacheMode::NVFP4:
-      quant::encode_nvfp4_row(row, DType::F32, row_values, nvfp4_global_scale, out,
+      quant::encode_nvfp4_row(row, DType::F32, row_values, nvfp4, out,
                               out + row_values / 2);
       return;
   }
@@ -77,7 +77,7 @@ void KVRowCodec::decode(const uint8_t* in, float* row) const {
       quant::decode_fp8_row(in, row_values, fp8.inv_scale, row, DType::F32);
       return;
     case KVCacheMode::NVFP4:
-      quant::decode_nvfp4_row(in, in + row_values / 2, row_values, nvfp4_global_scale, row,
+      quant::decode_nvfp4_row(in, in + row_values / 2, row_values, nvfp4.global_scale, row,
                               DType::F32);
       return;
   }

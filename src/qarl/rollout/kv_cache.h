@@ -29,7 +29,7 @@ struct KVRowCodec {
   KVCacheMode mode = KVCacheMode::Auto;
   int row_values = 0;  // n_kv_heads * head_dim
   quant::Fp8Scales fp8{1.0f, 1.0f};
-  float nvfp4_global_scale = 1.0f;
+  quant::Nvfp4Scales nvfp4{1.0f, 6.0f, 1.0f / 6.0f, quant::Nvfp4Division::kTriton};
 
   static KVRowCodec make(KVCacheMode mode, int row_values, float amax);  // amax unused: auto
   size_t row_bytes() const;
