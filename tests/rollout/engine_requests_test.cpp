@@ -3,6 +3,7 @@
 
 #include <cstring>
 
+#include "qarl/core/error.h"
 #include "qarl/rollout/engine.h"
 #include "qarl/rollout/runtime_model.h"
 #include "rollout_fixtures.h"

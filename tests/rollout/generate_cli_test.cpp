@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "qarl/core/error.h"
 #include "qarl/core/fs.h"
 #include "qarl/io/safetensors.h"
 #include "rollout_fixtures.h"

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "qarl/core/error.h"
+#include "qarl/core/rng.h"
 #include "qarl/quant/fake_quant.h"
 #include "qarl/rollout/kv_cache.h"
 #include "qarl/rollout/paged_store.h"
@@ -79,7 +81,7 @@ TEST(KVCache, NativeCodecsDecodeToTheFakeQuantizerBitwise) {
       auto want = fake_quant_rows(mode, x, cols, amax);
       KVRowCodec c = KVRowCodec::make(mode, cols, amax);
       std::vector<uint8_t> codes(c.row_bytes());
-      std::vector<float> got(size_t(cols));
+      std::vector<float> got(static_cast<size_t>(cols));
       for (int i = 0; i < rows; ++i) {
         c.encode(x.data() + i * cols, codes.data());
         c.decode(codes.data(), got.data());

@@ -5,6 +5,8 @@
 
 #include <cstring>
 
+#include "qarl/core/error.h"
+#include "qarl/core/rng.h"
 #include "qarl/model/forward.h"
 #include "qarl/refit/export.h"
 #include "qarl/refit/loader.h"

@@ -10,6 +10,8 @@
 
 #include <fmt/format.h>
 
+#include "qarl/core/error.h"
+#include "qarl/core/rng.h"
 #include "qarl/rollout/sampling.h"
 #include "test_util.h"
 

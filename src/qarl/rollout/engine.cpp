@@ -16,6 +16,7 @@ struct Engine::Seq {
   int sample = 0;        // -1: the shared prompt prefill of a request with n > 1 samples
   uint64_t key = 0;      // scheduling order: (request, sample)
   uint64_t seed = 0;
+  int64_t rng_index = 0;  // request index of the RNG stream
   const SamplingParams* params = nullptr;  // owned by the request record
   std::shared_ptr<const GenRequest> req;
   int prompt_len = 0;
@@ -101,7 +102,8 @@ int64_t Engine::add_request(GenRequest r) {
     finished_.push_back(std::move(o));
     return id;
   };
-  if (id >= (int64_t(1) << 39)) return fail("too many requests for one engine");
+  if (id >= (int64_t(1) << 39) || req->rng_index >= (int64_t(1) << 39))
+    return fail("request index beyond 2^39");
   if (P == 0) return fail("empty prompt");
   for (int i = 0; i < P; ++i)
     if (req->prompt[size_t(i)] < 0 || req->prompt[size_t(i)] >= vocab_)
@@ -123,6 +125,7 @@ int64_t Engine::add_request(GenRequest r) {
   s->sample = p.n > 1 ? -1 : 0;
   s->key = seq_key(id, s->sample);
   s->seed = p.seed ? *p.seed : cfg_.seed;
+  s->rng_index = req->rng_index >= 0 ? req->rng_index : id;
   s->req = req;
   s->params = &req->params;
   s->prompt_len = P;
@@ -288,7 +291,7 @@ bool Engine::step() {
       const Seq& s = *job.seq;
       const SamplingParams& p = *s.params;
       const uint64_t step = uint64_t(s.tokens.size()) - uint64_t(s.prompt_len);  // 0 for a fork
-      CounterRng rng = sample_rng(s.seed, uint64_t(s.request), uint32_t(job.sample));
+      CounterRng rng = sample_rng(s.seed, uint64_t(s.rng_index), uint32_t(job.sample));
       job.token = sample_token(job.logits, vocab_, p, rng, step, scratch);
       job.logprob = model::token_logprob(job.logits, vocab_, p.logprob_temperature(), job.token);
     }
@@ -351,7 +354,11 @@ std::vector<SampleOutput> Engine::take_finished() {
 std::vector<SampleOutput> Engine::generate(std::vector<GenRequest> requests,
                                            const std::function<void(int64_t)>& on_step) {
   std::vector<SampleOutput> out;
-  for (auto& r : requests) add_request(std::move(r));
+  const int64_t base = next_request_;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    if (requests[i].rng_index < 0) requests[i].rng_index = int64_t(i);
+    add_request(std::move(requests[i]));
+  }
   int64_t done = 0;
   auto collect = [&] {
     for (auto& o : take_finished()) {
@@ -365,6 +372,7 @@ std::vector<SampleOutput> Engine::generate(std::vector<GenRequest> requests,
     if (on_step) on_step(done);
   }
   collect();
+  for (auto& o : out) o.request -= base;
   std::sort(out.begin(), out.end(), [](const SampleOutput& a, const SampleOutput& b) {
     return a.request != b.request ? a.request < b.request : a.sample < b.sample;
   });

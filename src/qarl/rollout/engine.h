@@ -43,6 +43,10 @@ struct EngineConfig {
 struct GenRequest {
   std::vector<int32_t> prompt;
   SamplingParams params;
+  // The request index of the RNG stream (seed, request, sample); -1: the engine's request id.
+  // generate() sets it to the request's position in its list, so a list of requests samples
+  // the same whatever was generated before.
+  int64_t rng_index = -1;
 };
 
 struct SampleOutput {
@@ -82,8 +86,8 @@ class Engine {
   bool idle() const;
   std::vector<SampleOutput> take_finished();
 
-  // Runs requests to completion; outputs sorted by (request, sample). `on_step(done_samples)`
-  // is called after every step.
+  // Runs requests to completion; outputs sorted by (request, sample), `request` being the
+  // position in `requests`. `on_step(done_samples)` is called after every step.
   std::vector<SampleOutput> generate(std::vector<GenRequest> requests,
                                      const std::function<void(int64_t)>& on_step = {});
 
