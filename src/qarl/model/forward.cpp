@@ -125,6 +125,11 @@ std::vector<float> run_forward(const Model& m, std::span<const SeqChunk> chunks,
       std::memcpy(A.k.data() + r * kd, A.qkv.data() + r * W + qd, sizeof(float) * size_t(kd));
       std::memcpy(A.v.data() + r * kd, A.qkv.data() + r * W + qd + kd, sizeof(float) * size_t(kd));
     }
+    if (kv.wants_unquantized())  // native K/V caches encode from the unquantized rows
+      for (size_t s = 0; s < chunks.size(); ++s)
+        if (chunks[s].n_new > 0)
+          kv.write_unquantized(l, int(s), chunks[s].start_pos, chunks[s].n_new,
+                               A.k.data() + offset[s] * kd, A.v.data() + offset[s] * kd);
     apply_quantizer(m.k_quantizer(l), A.k.data(), R, kd);
     apply_quantizer(m.v_quantizer(l), A.v.data(), R, kd);
     for (size_t s = 0; s < chunks.size(); ++s)

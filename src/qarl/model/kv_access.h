@@ -36,6 +36,16 @@ class KVStore {
   virtual void write(int layer, int seq, int pos, int n, const float* k, const float* v) = 0;
   // View of tokens 0..n_tokens-1 (n_tokens = pos + n of the last write for this seq).
   virtual KVView view(int layer, int seq, int n_tokens) = 0;
+  // Native low-precision caches (the rollout's FP8/NVFP4 KV storage) encode the K/V rows from
+  // the values BEFORE the K/V quantizer, whose codes decode bitwise to the quantizer's output
+  // (re-encoding already quantized NVFP4 values is not exact in general). When this returns
+  // true, the model calls write_unquantized() with those rows (same layout as write())
+  // right before it quantizes them and calls write() for the same tokens.
+  virtual bool wants_unquantized() const { return false; }
+  virtual void write_unquantized(int layer, int seq, int pos, int n, const float* k,
+                                 const float* v) {
+    (void)layer, (void)seq, (void)pos, (void)n, (void)k, (void)v;
+  }
 };
 
 }  // namespace qarl::model
