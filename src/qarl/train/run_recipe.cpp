@@ -23,6 +23,11 @@ seed: 1234
 model:
   path: tiny              # "tiny" (built-in spec) or an HF checkpoint directory
   tokenizer: ""           # "" : the model's own tokenizer
+  warmstart_steps: 0      # tiny model only: SFT steps on the task's answer format before RL
+  warmstart_lr: 3.0e-3
+rollout:
+  kv_cache: auto          # auto | fp8 | nvfp4: KV storage (native modes give identical results)
+  kv_cache_bytes: 0       # KV cache budget in bytes; 0 : the engine's default
 quant:
   recipe: recipes/quant/none.yaml   # trainer (policy) quant recipe
   rollout_recipe: ""                # "" : same as recipe (the rule); differs only by exception
@@ -74,6 +79,7 @@ logging:
   run_dir: runs/qarl
   report: true
   progress: true
+  unaware_baseline: true  # also score each step's rollouts with the trainer's quantizers off
 )";
 
 std::string where(const YAML::Node& n) {
@@ -233,6 +239,12 @@ RunRecipe parse_run_recipe(const std::string& text, const std::string& label,
   r.seed = get<uint64_t>(eff, "seed", label);
   r.model.path = resolve_path(S("model.path"), base_dir);
   r.model.tokenizer = resolve_path(S("model.tokenizer"), base_dir);
+  r.model.warmstart_steps = I("model.warmstart_steps");
+  r.model.warmstart_lr = D("model.warmstart_lr");
+  r.rollout.kv_cache = S("rollout.kv_cache");
+  if (r.rollout.kv_cache != "auto" && r.rollout.kv_cache != "fp8" && r.rollout.kv_cache != "nvfp4")
+    throw err("rollout.kv_cache must be auto, fp8 or nvfp4, got '{}'", r.rollout.kv_cache).file(label).key("rollout.kv_cache");
+  r.rollout.kv_cache_bytes = get<uint64_t>(eff, "rollout.kv_cache_bytes", label);
   r.quant.recipe = resolve_path(S("quant.recipe"), base_dir);
   r.quant.rollout_recipe = S("quant.rollout_recipe").empty() ? r.quant.recipe
                                                              : resolve_path(S("quant.rollout_recipe"), base_dir);
@@ -279,6 +291,7 @@ RunRecipe parse_run_recipe(const std::string& text, const std::string& label,
   r.logging.run_dir = S("logging.run_dir");
   r.logging.report = B("logging.report");
   r.logging.progress = B("logging.progress");
+  r.logging.unaware_baseline = B("logging.unaware_baseline");
 
   // ---- value checks (before any work starts) ----
   if (r.model.path.empty()) throw err("must name a model (tiny or a directory)").file(label).key("model.path");
@@ -356,7 +369,12 @@ std::string run_recipe_to_yaml(const RunRecipe& r) {
   out << YAML::BeginMap;
   out << YAML::Key << "seed" << YAML::Value << r.seed;
   out << YAML::Key << "model" << YAML::Value << YAML::BeginMap << YAML::Key << "path" << YAML::Value
-      << r.model.path << YAML::Key << "tokenizer" << YAML::Value << r.model.tokenizer << YAML::EndMap;
+      << r.model.path << YAML::Key << "tokenizer" << YAML::Value << r.model.tokenizer << YAML::Key
+      << "warmstart_steps" << YAML::Value << r.model.warmstart_steps << YAML::Key << "warmstart_lr"
+      << YAML::Value << r.model.warmstart_lr << YAML::EndMap;
+  out << YAML::Key << "rollout" << YAML::Value << YAML::BeginMap << YAML::Key << "kv_cache"
+      << YAML::Value << r.rollout.kv_cache << YAML::Key << "kv_cache_bytes" << YAML::Value
+      << r.rollout.kv_cache_bytes << YAML::EndMap;
   out << YAML::Key << "quant" << YAML::Value << YAML::BeginMap << YAML::Key << "recipe" << YAML::Value
       << r.quant.recipe << YAML::Key << "rollout_recipe" << YAML::Value << r.quant.rollout_recipe
       << YAML::Key << "rollout_only_experiment" << YAML::Value << r.quant.rollout_only_experiment << YAML::EndMap;
@@ -393,7 +411,8 @@ std::string run_recipe_to_yaml(const RunRecipe& r) {
       << r.checkpoint.every << YAML::Key << "keep_last" << YAML::Value << r.checkpoint.keep_last << YAML::EndMap;
   out << YAML::Key << "logging" << YAML::Value << YAML::BeginMap << YAML::Key << "run_dir" << YAML::Value
       << r.logging.run_dir << YAML::Key << "report" << YAML::Value << r.logging.report << YAML::Key
-      << "progress" << YAML::Value << r.logging.progress << YAML::EndMap;
+      << "progress" << YAML::Value << r.logging.progress << YAML::Key << "unaware_baseline"
+      << YAML::Value << r.logging.unaware_baseline << YAML::EndMap;
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
 }

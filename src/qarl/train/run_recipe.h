@@ -25,7 +25,14 @@ struct RunRecipe {
   struct Model {
     std::string path;        // "tiny" (built-in spec) or an HF checkpoint directory
     std::string tokenizer;   // "" : the model's own (or the tiny byte tokenizer)
+    int64_t warmstart_steps = 0;  // tiny model: SFT steps on the task's format before RL
+    double warmstart_lr = 3e-3;
   } model;
+
+  struct Rollout {
+    std::string kv_cache = "auto";  // auto | fp8 | nvfp4 (native storage, same results)
+    uint64_t kv_cache_bytes = 0;    // 0: the engine's default fraction of RAM
+  } rollout;
 
   struct Quant {
     std::string recipe;           // trainer (policy) quant recipe, resolved path
@@ -82,6 +89,7 @@ struct RunRecipe {
     std::string run_dir;
     bool report = true;
     bool progress = true;
+    bool unaware_baseline = true;  // also score rollouts with the trainer's quantizers off
   } logging;
 
   // Same-recipe guard outcome (filled by validation).
