@@ -1,16 +1,21 @@
-// `qarl generate`: token prompts in, sampled completions with their logprobs out.
+// `qarl generate`: token, text or chat prompts in, sampled completions with their logprobs out.
 //
 //   qarl generate --model DIR --prompts IN.jsonl --out OUT.jsonl [--recipe QUANT.yaml]
 //     [--kv-amax F] [--kv-cache auto|fp8|nvfp4] [--max-new-tokens N] [--temperature T]
 //     [--top-p P] [--top-k K] [--min-p P] [--n N] [--seed S]
 //     [--kv-cache-bytes B | --kv-cache-fraction F] [--block-size B]
 //
-// Input: one JSON object per line, {"tokens": [ids...]}, optionally overriding the sampling
-// options for that prompt: "max_new_tokens", "temperature", "top_p", "top_k", "min_p", "n",
-// "seed", "stop_token_ids". Output: one line per sample, in input order (samples of a prompt
-// in order): {"prompt_tokens": [...], "tokens": [...], "logprobs": [...], "finish_reason":
-// "stop"|"length"}, logprobs with %.9g (float32 round trip). A prompt that cannot run gets
-// one line {"prompt_tokens": [...], "error": "line N: ..."} and the others still complete.
+// Input: one JSON object per line with exactly one of {"tokens": [ids...]}, {"text": "..."}
+// (encoded with the checkpoint's tokenizer, no special tokens added) or {"messages": [{"role",
+// "content"}...]} (rendered with the checkpoint's chat template plus the assistant generation
+// prompt), optionally overriding the sampling options for that prompt: "max_new_tokens",
+// "temperature", "top_p", "top_k", "min_p", "n", "seed", "stop_token_ids", "stop" (stop
+// strings; --stop gives defaults). Output: one line per sample, in input order (samples of a
+// prompt in order): {"prompt_tokens": [...], "tokens": [...], "logprobs": [...],
+// "finish_reason": "stop"|"length", "text": "..."}, logprobs with %.9g (float32 round trip);
+// "text" (the completion, cut before a stop string) is there when the checkpoint has a
+// tokenizer. A prompt that cannot run gets one line {"prompt_tokens": [...], "error":
+// "line N: ..."} and the others still complete.
 #include <cmath>
 #include <string>
 
@@ -25,7 +30,10 @@
 #include "qarl/quant/recipe.h"
 #include "qarl/rollout/engine.h"
 #include "qarl/rollout/runtime_model.h"
+#include "qarl/tokenizer/chat.h"
 #include "qarl/tokenizer/jsonl.h"
+#include "qarl/tokenizer/stop_strings.h"
+#include "qarl/tokenizer/tokenizer.h"
 
 namespace {
 
@@ -40,11 +48,20 @@ struct Opts {
   double kv_cache_fraction = 0.0;
   int max_batch_tokens = 512;
   bool ignore_eos = false;
+  std::vector<std::string> stop;
+};
+
+// The checkpoint's tokenizer, when it has one (text prompts, stop strings, "text" output).
+struct TextSupport {
+  std::optional<tokenizer::Tokenizer> tok;
+  std::optional<tokenizer::ChatTemplate> chat;
+  std::string chat_error, load_error;
 };
 
 // Per-line request; `error` set when the line itself is unusable.
 struct Parsed {
   rollout::GenRequest req;
+  std::vector<std::string> stop;  // stop strings of this prompt
   std::string error;
 };
 
@@ -70,19 +87,61 @@ bool get_num(const json& j, const char* key, T& out, std::string& error) {
   return true;
 }
 
-Parsed parse_line(const json& j, const rollout::SamplingParams& defaults) {
+Parsed parse_line(const json& j, const rollout::SamplingParams& defaults,
+                  const std::vector<std::string>& default_stop, const TextSupport& ts) {
   Parsed p;
   p.req.params = defaults;
-  if (!j.is_object() || !j.contains("tokens") || !j.at("tokens").is_array()) {
-    p.error = "expected an object {\"tokens\": [token ids...]}";
+  p.stop = default_stop;
+  int forms = j.is_object() ? int(j.contains("tokens")) + int(j.contains("text")) +
+                                  int(j.contains("messages"))
+                            : 0;
+  if (forms != 1) {
+    p.error = "expected an object with exactly one of \"tokens\": [ids], \"text\": str or "
+              "\"messages\": [{\"role\", \"content\"}]";
     return p;
   }
-  for (const json& t : j.at("tokens")) {
-    if (!t.is_number_integer() || t.get<int64_t>() < INT32_MIN || t.get<int64_t>() > INT32_MAX) {
-      p.error = fmt::format("token {} is not a token id", t.dump());
+  if (j.contains("tokens")) {
+    if (!j.at("tokens").is_array()) { p.error = "\"tokens\" must be an array of token ids"; return p; }
+    for (const json& t : j.at("tokens")) {
+      if (!t.is_number_integer() || t.get<int64_t>() < INT32_MIN || t.get<int64_t>() > INT32_MAX) {
+        p.error = fmt::format("token {} is not a token id", t.dump());
+        return p;
+      }
+      p.req.prompt.push_back(int32_t(t.get<int64_t>()));
+    }
+  } else {
+    if (!ts.tok) { p.error = "text prompts need the checkpoint's tokenizer: " + ts.load_error; return p; }
+    try {
+      if (j.contains("text")) {
+        if (!j.at("text").is_string()) { p.error = "\"text\" must be a string"; return p; }
+        p.req.prompt = ts.tok->encode(j.at("text").get<std::string>(), false);
+      } else {
+        if (!ts.chat) { p.error = ts.chat_error; return p; }
+        auto msgs = tokenizer::chat_messages_from_json(j.at("messages"));
+        p.req.prompt = ts.tok->encode(tokenizer::render_chat(*ts.chat, msgs), false);
+      }
+    } catch (const std::exception& e) {
+      p.error = e.what();
       return p;
     }
-    p.req.prompt.push_back(int32_t(t.get<int64_t>()));
+  }
+  if (j.contains("stop")) {
+    const json& st = j.at("stop");
+    if (!st.is_array()) { p.error = "\"stop\" must be an array of strings"; return p; }
+    p.stop.clear();
+    for (const json& x : st) {
+      if (!x.is_string() || x.get<std::string>().empty()) { p.error = "\"stop\" must hold non-empty strings"; return p; }
+      p.stop.push_back(x.get<std::string>());
+    }
+  }
+  if (!p.stop.empty()) {
+    if (!ts.tok) { p.error = "stop strings need the checkpoint's tokenizer: " + ts.load_error; return p; }
+    auto tok = *ts.tok;
+    auto stops = p.stop;
+    p.req.params.stop_checker = [tok, stops] {
+      auto m = std::make_shared<tokenizer::StopStringMatcher>(tok, stops);
+      return std::function<bool(int32_t)>([m](int32_t id) { return m->push(id).has_value(); });
+    };
   }
   auto& sp = p.req.params;
   uint64_t seed = 0;
@@ -145,6 +204,7 @@ std::function<int()> setup(CLI::App& app) {
   app.add_option("--block-size", o->block_size, "tokens per KV cache block (default 16)");
   app.add_option("--max-batch-tokens", o->max_batch_tokens, "tokens per forward step (default 512)");
   app.add_flag("--ignore-eos", o->ignore_eos, "do not stop at the config's eos_token_id");
+  app.add_option("--stop", o->stop, "stop string (repeatable; needs the checkpoint's tokenizer)");
   return [o] {
     quant::QuantRecipe recipe = o->recipe.empty() ? quant::QuantRecipe::none()
                                                   : quant::QuantRecipe::load(o->recipe);
@@ -171,17 +231,35 @@ std::function<int()> setup(CLI::App& app) {
     const auto& mc = rm->model().config();
     if (!o->ignore_eos && mc.eos_token_id) defaults.stop_token_ids.push_back(*mc.eos_token_id);
 
+    TextSupport ts;
+    try {
+      ts.tok = tokenizer::load_tokenizer(o->model);
+      try {
+        ts.chat = tokenizer::chat_template_for(*ts.tok, mc.model_type);
+      } catch (const std::exception& e) {
+        ts.chat_error = e.what();
+      }
+    } catch (const std::exception& e) {
+      ts.load_error = e.what();
+    }
+    for (const auto& st : o->stop)
+      if (st.empty()) throw usage_err("--stop strings must not be empty");
+    if (!o->stop.empty() && !ts.tok)
+      throw usage_err("--stop needs the checkpoint's tokenizer: {}", ts.load_error);
+
     // Requests in input order; unusable lines become error outputs at their position.
     std::vector<std::vector<int32_t>> line_prompts;
     std::vector<std::string> line_errors;
     std::vector<rollout::GenRequest> reqs;
     std::vector<size_t> req_line;
+    std::vector<std::vector<std::string>> req_stops;
     tokenizer::for_each_jsonl_line(o->prompts, [&](const json& j, size_t line) {
-      Parsed p = parse_line(j, defaults);
+      Parsed p = parse_line(j, defaults, o->stop, ts);
       line_prompts.push_back(p.req.prompt);
       line_errors.push_back(p.error.empty() ? "" : fmt::format("line {}: {}", line, p.error));
       if (p.error.empty()) {
         req_line.push_back(line_errors.size() - 1);
+        req_stops.push_back(p.stop);
         reqs.push_back(std::move(p.req));
       }
     });
@@ -213,9 +291,23 @@ std::function<int()> setup(CLI::App& app) {
           ++n_err;
           continue;
         }
-        text += fmt::format("{{\"prompt_tokens\":{},\"tokens\":{},\"logprobs\":{},\"finish_reason\":\"{}\"}}\n",
+        std::string completion;
+        if (ts.tok) {
+          // The completion's text, cut before a stop string as the engine stopped on it.
+          const auto& stops = req_stops[size_t(s->request)];
+          if (!stops.empty()) {
+            tokenizer::StopStringMatcher m(*ts.tok, stops);
+            std::optional<tokenizer::StopMatch> hit;
+            for (int32_t id : s->tokens) hit = m.push(id);
+            completion = hit ? hit->text : ts.tok->decode(s->tokens, true);
+          } else {
+            completion = ts.tok->decode(s->tokens, true);
+          }
+        }
+        text += fmt::format("{{\"prompt_tokens\":{},\"tokens\":{},\"logprobs\":{},\"finish_reason\":\"{}\"{}}}\n",
                             ids_json(s->prompt_tokens), ids_json(s->tokens),
-                            logprobs_json(s->logprobs), s->finish_reason);
+                            logprobs_json(s->logprobs), s->finish_reason,
+                            ts.tok ? ",\"text\":" + json(completion).dump() : std::string());
       }
     }
     write_file_atomic(o->out, text);

@@ -26,6 +26,7 @@ struct Engine::Seq {
   int n_cached = 0;      // tokens whose K/V are in the cache
   std::vector<int32_t> blocks;
   bool preempted_once = false;
+  std::function<bool(int32_t)> stop;  // this sample's stop-string checker (created lazily)
 };
 
 namespace {
@@ -322,7 +323,11 @@ bool Engine::step() {
     target->tokens.push_back(job.token);
     target->logprobs.push_back(job.logprob);
     int generated = int(target->tokens.size()) - target->prompt_len;
-    if (is_stop(*target->params, job.token)) {
+    // A fork copies its parent before any token was generated, so each sample's checker
+    // sees exactly its own tokens; a preempted sample keeps its checker and its tokens.
+    if (target->params->stop_checker && !target->stop) target->stop = target->params->stop_checker();
+    bool stop_string = target->stop && target->stop(job.token);
+    if (is_stop(*target->params, job.token) || stop_string) {
       finish(*target, "stop");
       done.push_back(target);
     } else if (generated >= target->max_new) {

@@ -17,6 +17,7 @@
 // logprob temperature (T, or 1 for greedy), before any truncation, the very function the
 // trainer's scoring uses, so the two agree bitwise.
 #pragma once
+#include <functional>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -33,6 +34,10 @@ struct SamplingParams {
   float min_p = 0.0f;        // [0, 1]; 0: off
   int max_new_tokens = 16;   // >= 1
   std::vector<int32_t> stop_token_ids;
+  // Stop strings (or any other stop rule on the text): a factory giving each sample its own
+  // incremental checker, fed every generated token in order; returning true finishes the
+  // sample with reason "stop" (the token that completed the stop string is kept, as vLLM).
+  std::function<std::function<bool(int32_t)>()> stop_checker;
   int n = 1;                      // samples per prompt, >= 1
   std::optional<uint64_t> seed;   // per-request seed; the engine's seed when absent
 
