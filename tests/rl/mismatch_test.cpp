@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "qarl/rl/mismatch.h"
+#include "test_util.h"
 
 using namespace qarl::rl;
 
@@ -50,3 +51,22 @@ TEST(Mismatch, AccumulatorMergesMicroBatches) {
   EXPECT_NEAR(merged.token_mult_prob_error, whole.token_mult_prob_error, 1e-15);
   EXPECT_EQ(MismatchAccumulator().mean().valid_tokens, 0);
 }
+
+namespace qarl::rl {
+namespace {
+TEST(MismatchExact, IdenticalLogprobsGiveExactlyZeroAndNoUnderflow) {
+  auto v = test::random_normal(997, 3.0f);
+  std::vector<float> lp(v.size()), mask(v.size(), 1.0f);
+  for (size_t i = 0; i < v.size(); ++i) lp[i] = -std::abs(v[i]) - (i % 7 == 0 ? 800.0f : 0.0f);
+  auto m = mismatch_metrics<float>(lp, lp, mask);
+  EXPECT_EQ(m.js_divergence_error, 0.0);
+  EXPECT_EQ(m.gen_kl_error, 0.0);
+  EXPECT_EQ(m.token_mult_prob_error, 1.0);
+  std::vector<float> g = lp;
+  g[0] -= 0.5f;
+  auto d = mismatch_metrics<float>(g, lp, mask);
+  EXPECT_GT(d.js_divergence_error, 0.0);
+  EXPECT_TRUE(std::isfinite(d.js_divergence_error));
+}
+}  // namespace
+}  // namespace qarl::rl

@@ -22,7 +22,10 @@ void MismatchAccumulator::add(std::span<const T> gen_logp, std::span<const T> pr
     max_mult_ = std::max(max_mult_, mult);
     gen_kl_ += m * kl_estimate(g, p, kl_type_).value;
     policy_kl_ += m * kl_estimate(p, g, kl_type_).value;
-    const double lm = std::log(0.5 * std::exp(p) + 0.5 * std::exp(g));
+    // log(0.5 e^p + 0.5 e^g) as a log-sum-exp: exactly p when g == p (so identical logprobs
+    // give exactly 0, not rounding noise), and no underflow for very unlikely tokens.
+    const double mx = std::max(p, g);
+    const double lm = mx + std::log(0.5 * std::exp(p - mx) + 0.5 * std::exp(g - mx));
     const double kp = std::exp(p - lm) - (p - lm) - 1.0;
     const double kg = std::exp(g - lm) - (g - lm) - 1.0;
     js_ += m * (0.5 * kp + 0.5 * kg);
