@@ -135,3 +135,38 @@ TEST(Trainer, BadRecipesFailBeforeAnyWork) {
 
 }  // namespace
 }  // namespace qarl::rl
+
+namespace qarl::rl {
+namespace {
+
+TEST(Trainer, KillDashNineAnywhereThenResumeLosesNothing) {
+  // A real `qarl train` process is killed with SIGKILL once its first checkpoint exists
+  // (possibly in the middle of writing a later one); `--resume` must finish the run with
+  // exactly the weights of an uninterrupted run.
+  test::TempDir d;
+  std::string common =
+      "train grpo-tiny-fp8-kv.yaml model.warmstart_steps=20 algorithm.steps=24 "
+      "algorithm.warmup_steps=1 algorithm.prompts_per_step=8 algorithm.samples_per_prompt=8 "
+      "checkpoint.every=1 checkpoint.keep_last=2 logging.progress=false ";
+  auto full = test::run_qarl(common + "logging.run_dir=" + d.file("full"));
+  ASSERT_EQ(full.exit_code, 0) << full.err;
+  std::string run = d.file("killed");
+  std::string cmd = "cd " + d.path() + " && (" + std::string(QARL_BINARY) + " " + common +
+                    "logging.run_dir=" + run + " >/dev/null 2>&1 & pid=$!; "
+                    "for i in $(seq 1 600); do [ -f " + run + "/checkpoints/latest ] && break; sleep 0.05; done; "
+                    "sleep 0.03; kill -9 $pid; wait $pid; exit 0)";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  ASSERT_TRUE(fs::exists(run + "/checkpoints/latest"));
+  auto lines_before = metrics_of(run).size();
+  // Otherwise the process finished before the kill and the test would prove nothing.
+  ASSERT_LT(lines_before, 24u) << "the run ended before it was killed";
+  auto res = test::run_qarl("train --resume " + run);
+  ASSERT_EQ(res.exit_code, 0) << res.err;
+  EXPECT_EQ(read_file(d.file("full") + "/checkpoints/step_24/model.safetensors"),
+            read_file(run + "/checkpoints/step_24/model.safetensors"))
+      << "killed after " << lines_before << " metric lines";
+  EXPECT_EQ(metrics_of(run).size(), 24u);
+}
+
+}  // namespace
+}  // namespace qarl::rl
