@@ -119,6 +119,22 @@ TEST(Trainer, ShortGrpoRunRaisesTheReward) {
   for (const auto& j : lines) EXPECT_EQ(j["gen_kl_error"].get<double>(), 0.0);
 }
 
+TEST(Trainer, DistillationLowersTheStudentTeacherKl) {
+  // QAD: the NVFP4-K/V student learns to match its BF16 self over the full vocabulary.
+  test::TempDir d;
+  Trainer t(tiny_recipe(d.path(), "distill-tiny-nvfp4-kv.yaml", {}), false);
+  t.run();
+  auto lines = metrics_of(d.path() + "/run");
+  ASSERT_EQ(lines.size(), 40u);
+  double first = 0, last = 0;
+  for (size_t i = 0; i < 10; ++i) {
+    first += lines[i]["distill_kl"].get<double>() / 10;
+    last += lines[30 + i]["distill_kl"].get<double>() / 10;
+  }
+  EXPECT_LT(last, 0.5 * first) << "first " << first << " last " << last;
+  for (const auto& j : lines) EXPECT_EQ(j["gen_kl_error"].get<double>(), 0.0);
+}
+
 TEST(Trainer, BadRecipesFailBeforeAnyWork) {
   test::TempDir d;
   try {

@@ -74,8 +74,16 @@ void add_into(std::vector<float>& dst, const std::vector<float>& src) {
 
 }  // namespace
 
+const float* train_logits_row(const TrainForward& fwd, int seq, int t) {
+  if (!fwd.acts) throw err("train_logits_row(): the activations were already consumed");
+  const detail::Activations& A = fwd.acts->a;
+  if (seq < 0 || size_t(seq) >= A.seq_len.size() || t < 0 || t + 1 >= A.seq_len[size_t(seq)])
+    throw err("train_logits_row(): no position {} in sequence {}", t, seq);
+  return A.logits.data() + (A.seq_offset[size_t(seq)] + t) * int64_t(A.logits.size() / A.tokens.size());
+}
+
 void backward(const Model& m, TrainForward& fwd, const std::vector<std::vector<float>>& d_logprobs,
-              Grads& grads) {
+              Grads& grads, const std::vector<std::vector<float>>* d_logits) {
   if (!fwd.acts) throw err("backward(): the activations were already consumed");
   detail::Activations& A = fwd.acts->a;
   const float temperature = fwd.acts->temperature;
@@ -102,6 +110,14 @@ void backward(const Model& m, TrainForward& fwd, const std::vector<std::vector<f
       const float lse = kernels::log_sum_exp_row(lg, V, temperature);
       kernels::token_logprob_backward(lg, V, temperature, A.tokens[size_t(r + 1)], lse,
                                       d_logprobs[s][size_t(i)], dlogits.data() + r * V);
+    }
+    if (d_logits && s < d_logits->size() && !(*d_logits)[s].empty()) {
+      const auto& dl = (*d_logits)[s];
+      if (dl.size() != want * size_t(V))
+        throw err("backward(): sequence {} has {} logit gradients, expected {}", s, dl.size(),
+                  want * size_t(V));
+      float* dst = dlogits.data() + A.seq_offset[s] * V;
+      for (size_t k = 0; k < dl.size(); ++k) dst[k] += dl[k];
     }
   }
   std::vector<float>().swap(A.logits);

@@ -28,7 +28,15 @@ using Grads = std::map<std::string, Tensor>;
 Grads zero_grads(const Model& m);
 
 // d_logprobs[s][t]: dLoss/dlogprobs[s][t]. Consumes the activations (fwd.acts is released).
+// d_logits (optional, for losses over the whole vocabulary such as distillation KL):
+// d_logits[s] holds (T_s - 1) * vocab values, row t = dLoss/d(raw logits of position t);
+// an empty d_logits[s] means none for that sequence. Both gradients are added.
 void backward(const Model& m, TrainForward& fwd,
-              const std::vector<std::vector<float>>& d_logprobs, Grads& grads);
+              const std::vector<std::vector<float>>& d_logprobs, Grads& grads,
+              const std::vector<std::vector<float>>* d_logits = nullptr);
+
+// The raw logits (before temperature) of position t of sequence s, the distribution over
+// token t+1: vocab floats, valid until backward() consumes the activations.
+const float* train_logits_row(const TrainForward& fwd, int seq, int t);
 
 }  // namespace qarl::model

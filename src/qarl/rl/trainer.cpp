@@ -23,6 +23,7 @@
 #include "qarl/refit/name_map.h"
 #include "qarl/rl/advantages.h"
 #include "qarl/rl/data_iterator.h"
+#include "qarl/rl/distill_loss.h"
 #include "qarl/rl/mismatch.h"
 #include "qarl/rl/pg_loss.h"
 #include "qarl/rl/policy_export.h"
@@ -455,18 +456,50 @@ train::StepMetrics Trainer::Impl::train_step() {
         gen[k] = o.logprobs[j];
         mask[k] = 1.f;
         if (reference) ref[k] = ref_lp[size_t(i)][p0 + j];
-        if (a.name == "distill") {
-          // On-policy distillation, sampled-token reverse KL: the per-token advantage is
-          // -(log p_student - log p_teacher), so the policy gradient descends the reverse KL.
-          double d = double(logp[k]) - double(ref[k]);
-          distill_kl += d;
-          advs[k] = float(-d);
-        } else {
-          advs[k] = float(adv[b0 + size_t(i)]);
-        }
+        advs[k] = float(adv[b0 + size_t(i)]);
       }
     }
     mismatch.add<float>(gen, logp, mask);
+    if (a.name == "distill") {
+      // On-policy distillation (QAD): per-token KL between the student's (quantized K/V)
+      // and the teacher's distributions over the vocabulary (or the teacher's top-k) at every
+      // generated position; gradients flow into the student's logits.
+      const int V = policy->config().vocab_size;
+      auto tf = model::forward_train(*reference, seqs, float(a.temperature));
+      int64_t P = 0;
+      for (int64_t i = 0; i < B; ++i) P += int64_t(outs[b0 + size_t(i)].tokens.size());
+      std::vector<float> S(size_t(P * V)), Tt(size_t(P * V)), msk(size_t(P), 1.f);
+      int64_t row = 0;
+      for (int64_t i = 0; i < B; ++i) {
+        const auto& o = outs[b0 + size_t(i)];
+        const int p0 = int(o.prompt_tokens.size()) - 1;
+        for (size_t j = 0; j < o.tokens.size(); ++j, ++row) {
+          std::copy_n(model::train_logits_row(fwd, int(i), p0 + int(j)), V, S.begin() + row * V);
+          std::copy_n(model::train_logits_row(tf, int(i), p0 + int(j)), V, Tt.begin() + row * V);
+        }
+      }
+      DistillOptions dopt;
+      dopt.kl = parse_distill_kl(a.distill_kl);
+      dopt.top_k = a.distill_top_k;
+      dopt.temperature = a.temperature;
+      dopt.global_valid_tokens = double(gen_tokens);
+      auto dres = distill_loss<float>(S, Tt, msk, V, dopt);
+      loss += dres.loss;
+      distill_kl += dres.loss;
+      std::vector<std::vector<float>> dlp(static_cast<size_t>(B)), dlg(static_cast<size_t>(B));
+      row = 0;
+      for (int64_t i = 0; i < B; ++i) {
+        const auto& o = outs[b0 + size_t(i)];
+        const size_t p0 = o.prompt_tokens.size() - 1;
+        dlp[size_t(i)].assign(fwd.logprobs[size_t(i)].size(), 0.f);
+        dlg[size_t(i)].assign(fwd.logprobs[size_t(i)].size() * size_t(V), 0.f);
+        for (size_t j = 0; j < o.tokens.size(); ++j, ++row)
+          std::copy_n(dres.d_student_logits.begin() + row * V, V,
+                      dlg[size_t(i)].begin() + long((p0 + j) * size_t(V)));
+      }
+      model::backward(*policy, fwd, dlp, grads, &dlg);
+      continue;
+    }
     PgBatch<float> pb;
     pb.batch = B;
     pb.seq_len = L;
@@ -505,7 +538,7 @@ train::StepMetrics Trainer::Impl::train_step() {
   m.policy_kl_error = mm.policy_kl_error;
   m.js_divergence_error = mm.js_divergence_error;
   m.extra["max_token_mult_prob_error"] = mm.max_token_mult_prob_error;
-  if (a.name == "distill") m.extra["distill_reverse_kl"] = distill_kl / double(gen_tokens);
+  if (a.name == "distill") m.extra["distill_kl"] = distill_kl;  // token mean over the step
   m.generation_tokens_per_s = gen_s > 0 ? double(gen_tokens) / gen_s : 0;
   m.train_tokens_per_s = train_s > 0 ? double(train_tokens) / train_s : 0;
   m.kv_cache_bytes_per_token = double(engine->cache().bytes_per_token());
