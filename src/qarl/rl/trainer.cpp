@@ -260,6 +260,10 @@ void Trainer::Impl::setup(bool resume) {
     eos = *id;
   }
   policy = std::make_unique<model::Model>(model::Model::load(model_dir));
+  // A tokenizer whose ids the model cannot embed would fail mid-run: refuse it now.
+  if (int64_t(tok->id_space()) > policy->config().vocab_size || eos >= policy->config().vocab_size)
+    throw err("tokenizer {} has {} ids (eos {}) but the model's vocabulary has {}", tok->source(),
+              tok->id_space(), eos, policy->config().vocab_size).file(model_dir);
   if (r.task.kind == "jsonl") {
     chat = tokenizer::chat_template_for(*tok, policy->config().model_type);
     // Every problem must encode before the run starts (bad lines fail now, not at step 40).
