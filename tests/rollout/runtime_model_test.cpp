@@ -11,6 +11,7 @@
 #include "qarl/refit/export.h"
 #include "qarl/refit/loader.h"
 #include "qarl/rollout/engine.h"
+#include "qarl/rl/policy_export.h"
 #include "qarl/rollout/runtime_model.h"
 #include "rollout_fixtures.h"
 #include "test_util.h"
@@ -87,31 +88,6 @@ TEST(RuntimeModel, MissingCalibratedAmaxIsAnError) {
   EXPECT_NO_THROW(RuntimeModel::load(dir.path(), test::make_recipe(KvRecipe::Fp8Constant)));
 }
 
-// The trainer side of a refit from a model::Model: its HF parameters in the checkpoint dtype
-// and its K/V quantizers.
-class ModelExport : public refit::ExportSource {
- public:
-  explicit ModelExport(const model::Model& m) : m_(m) {}
-  std::vector<refit::NamedTensor> named_parameters() const override {
-    std::vector<refit::NamedTensor> out;
-    for (const auto& n : m_.param_names()) out.push_back({n, m_.param(n).to(m_.dtype())});
-    return out;
-  }
-  std::vector<refit::QuantizerState> quantizers() const override {
-    std::vector<refit::QuantizerState> out;
-    for (const auto& [name, q] : m_.kv_quantizers()) {
-      refit::QuantizerState s{name, q->enabled(), q->enabled() && !q->has_amax_buffer(), {}};
-      if (q->has_amax_buffer()) s.amax = q->amax_tensor();
-      out.push_back(s);
-    }
-    return out;
-  }
-  Tensor fold_weight(const refit::QuantizerState&, const Tensor& w) const override { return w; }
-
- private:
-  const model::Model& m_;
-};
-
 TEST(RuntimeModel, LiveRefitIntoARunningEngine) {
   const uint64_t seed = qarl::test::fresh_seed();
   SCOPED_TRACE(seed);
@@ -138,7 +114,7 @@ TEST(RuntimeModel, LiveRefitIntoARunningEngine) {
   auto amax2 = test::tiny_amax(2, DType::BF16);
   amax2["model.layers.1.self_attn.k_bmm_quantizer._amax"] = Tensor::scalar(1.5f, DType::BF16);
   trainer.configure_kv_quantizers(recipe, amax2, true);
-  ModelExport src(trainer);
+  rl::ModelExport src(trainer);  // the trainer's own export (qarl train uses it)
   auto plan = refit::plan_export(src);
 
   // A refit missing one K/V amax fails and leaves the serving state unchanged.
