@@ -220,10 +220,9 @@ void Trainer::Impl::calibrate(const std::string& model_dir) {
     if (!recipe_has_calibrated_kv(*rec, policy->config().num_hidden_layers)) continue;
     model::Model m = model::Model::load(model_dir);
     m.configure_kv_quantizers(*rec, {}, false);
-    auto table = model::calibrate_kv(m, seqs);
+    model::calibrate_kv(m, seqs);  // the amax now sit in m's quantizers
     for (const auto& [name, q] : m.kv_quantizers())
       if (q->has_amax_buffer()) kv_amax[name + "._amax"] = q->amax_tensor().clone();
-    (void)table;
   }
   if (!kv_amax.empty()) {
     std::vector<std::pair<std::string, Tensor>> v(kv_amax.begin(), kv_amax.end());
