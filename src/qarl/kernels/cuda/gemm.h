@@ -1,0 +1,39 @@
+// Matrix products of the GPU model, bf16 inputs with fp32 accumulation, in two modes:
+//   kFast  - cuBLAS (cublasLt / cublasGemmEx), whatever algorithm it picks;
+//   kExact - qarl's own batch-invariant kernel: one pinned tile configuration, no split-K, the
+//            K dimension reduced in one fixed order, so element (i, j) of C is the same bits
+//            for every M, every position of row i in A, and whatever the other rows hold.
+// Only the forward product has an exact variant: it is what makes the rollout's logprobs
+// equal the trainer's (docs/cuda.md). Backward products always use cuBLAS.
+// Layout: row-major everywhere; weights are [N, K] (Hugging Face's [out, in]).
+// Tests: tests/kernels/cuda_gemm_test.cpp. Launches are asynchronous on `stream`.
+#pragma once
+#include <cstdint>
+
+#include "qarl/kernels/cuda/launch.h"
+
+namespace qarl::kernels::gpu {
+
+using bf16 = uint16_t;  // bf16 bits in device memory
+
+enum class GemmMode : uint8_t { kFast, kExact };
+const char* gemm_mode_name(GemmMode m);  // "fast" / "exact"
+GemmMode parse_gemm_mode(const char* s);   // Error (usage) naming the value otherwise
+
+// C[M, N] = A[M, K] . W[N, K]^T, plus C's old value when accumulate (C = C + acc, one fp32
+// add per element, then rounded to c_t). c_t: F32 or BF16. lda/ldw/ldc: row strides in
+// elements. M may be 0 (no-op).
+void gemm_forward(GemmMode mode, int64_t M, int64_t N, int64_t K, const bf16* A, int64_t lda,
+                  const bf16* W, int64_t ldw, Elem c_t, void* C, int64_t ldc, bool accumulate,
+                  void* stream);
+
+// dA[M, K] = dC[M, N] . W[N, K] (+ dA when accumulate); da_t F32 or BF16.
+void gemm_backward_data(int64_t M, int64_t N, int64_t K, const bf16* dC, int64_t lddc,
+                        const bf16* W, int64_t ldw, Elem da_t, void* dA, int64_t ldda,
+                        bool accumulate, void* stream);
+
+// dW[N, K] += dC[M, N]^T . A[M, K] (fp32 dW).
+void gemm_backward_weight(int64_t M, int64_t N, int64_t K, const bf16* dC, int64_t lddc,
+                          const bf16* A, int64_t lda, float* dW, int64_t lddw, void* stream);
+
+}  // namespace qarl::kernels::gpu
