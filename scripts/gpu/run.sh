@@ -8,7 +8,7 @@
 #   run(command="bash scripts/gpu/run.sh", carry=[".carry/gpu-deps"])
 # Environment: QARL_GPU_JOBS (build jobs, default nproc), QARL_GPU_SKIP_TESTS=1,
 # QARL_GPU_SKIP_PEERS=1, QARL_GPU_TRANSFORMERS=0 (leave out the transformers generate/train peers),
-# QARL_GPU_TEST_FILTER (gtest filter, default all).
+# QARL_GPU_TEST_FILTER (gtest filter, default all), QARL_GPU_SKIP_BENCH=1 (no qarl bench, no peers).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -77,10 +77,13 @@ if [ "${QARL_GPU_SKIP_TESTS:-0}" != 1 ]; then
 fi
 
 # ---- benchmarks -------------------------------------------------------------------------
-"$BUILD/qarl" bench --backend cuda --json "$OUT/qarl_bench.json" > "$OUT/qarl_bench.log" 2>&1
-rc=$?
-cat "$OUT/qarl_bench.log"
-note "qarl bench: rc $rc"
+[ "${QARL_GPU_SKIP_BENCH:-0}" = 1 ] && QARL_GPU_SKIP_PEERS=1
+if [ "${QARL_GPU_SKIP_BENCH:-0}" != 1 ]; then
+  "$BUILD/qarl" bench --backend cuda --json "$OUT/qarl_bench.json" > "$OUT/qarl_bench.log" 2>&1
+  rc=$?
+  cat "$OUT/qarl_bench.log"
+  note "qarl bench: rc $rc"
+fi
 if [ "${QARL_GPU_SKIP_PEERS:-0}" != 1 ]; then
   peer_args=(--qarl-json "$OUT/qarl_bench.json" --out "$OUT/peers.json")
   [ "${QARL_GPU_TRANSFORMERS:-1}" = 1 ] && peer_args+=(--transformers)
