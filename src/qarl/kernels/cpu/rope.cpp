@@ -30,6 +30,29 @@ std::vector<float> rope_inv_freq(int head_dim, double theta, const RopeScalingPa
   return inv;
 }
 
+void rope_cos_sin(int64_t position, const float* inv_freq, int half, float* c, float* s) {
+  const float p = float(position);
+  for (int i = 0; i < half; ++i) {
+    const float a = p * inv_freq[i];
+    c[i] = std::cos(a);
+    s[i] = std::sin(a);
+  }
+}
+
+RopeTables rope_tables(const std::vector<float>& inv_freq, int64_t max_pos) {
+  RopeTables t;
+  t.max_pos = max_pos < 0 ? 0 : max_pos;
+  t.half = int(inv_freq.size());
+  const size_t n = size_t(t.max_pos) * inv_freq.size();
+  t.cos.resize(n);
+  t.sin.resize(n);
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t p = 0; p < t.max_pos; ++p)
+    rope_cos_sin(p, inv_freq.data(), t.half, t.cos.data() + size_t(p) * size_t(t.half),
+                 t.sin.data() + size_t(p) * size_t(t.half));
+  return t;
+}
+
 namespace {
 template <bool kBackward>
 void rope_apply(float* x, int64_t rows, int64_t stride, int n_heads, int head_dim,
@@ -38,12 +61,7 @@ void rope_apply(float* x, int64_t rows, int64_t stride, int n_heads, int head_di
 #pragma omp parallel for schedule(static) if (rows * n_heads * head_dim > 65536)
   for (int64_t r = 0; r < rows; ++r) {
     float c[512], s[512];
-    const float p = float(positions[r]);
-    for (int i = 0; i < half; ++i) {
-      const float a = p * inv_freq[i];
-      c[i] = std::cos(a);
-      s[i] = std::sin(a);
-    }
+    rope_cos_sin(positions[r], inv_freq, half, c, s);
     for (int h = 0; h < n_heads; ++h) {
       float* v = x + r * stride + int64_t(h) * head_dim;
       for (int i = 0; i < half; ++i) {

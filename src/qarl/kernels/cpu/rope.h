@@ -17,6 +17,19 @@ struct RopeScalingParams {
 };
 std::vector<float> rope_inv_freq(int head_dim, double theta, const RopeScalingParams& s);
 
+// The angles of one position: c[i] = cos(p * inv_freq[i]), s[i] = sin(...) for i < half, with
+// p = float(position) and one fp32 product, exactly what rope_forward/backward use.
+void rope_cos_sin(int64_t position, const float* inv_freq, int half, float* c, float* s);
+
+// Host tables for the GPU kernels: cos/sin[p * half + i] = rope_cos_sin(p, ...) for every
+// position p in [0, max_pos) (bitwise the values the CPU kernels compute).
+struct RopeTables {
+  int64_t max_pos = 0;
+  int half = 0;
+  std::vector<float> cos, sin;  // [max_pos * half]
+};
+RopeTables rope_tables(const std::vector<float>& inv_freq, int64_t max_pos);
+
 // x: rows of n_heads * head_dim floats (row stride `stride`), rotated in place; row r is at
 // position positions[r].
 void rope_forward(float* x, int64_t rows, int64_t stride, int n_heads, int head_dim,

@@ -1,0 +1,112 @@
+// Log-softmax statistics, token logprobs and cross-entropy on the GPU (model_ops.h), one
+// block of kThreads per row: z = logits / T (skipped for T == 1, as the CPU), m = max z,
+// s = sum exp(z - m) (expf in fp32, summed in double: each thread its strided elements in
+// index order, then a fixed tree), lse = m + float(log(s)) (the CPU's expression). The
+// pattern depends only on the vocabulary size, never on the rows in the launch.
+#include <cstdint>
+#include <cuda_runtime.h>
+
+#include "qarl/kernels/cuda/model_ops.h"
+#include "qarl/kernels/cuda/model_ops_device.cuh"
+
+namespace qarl::kernels::gpu {
+namespace {
+
+constexpr int kThreads = 512;
+
+__device__ __forceinline__ float scaled(float x, float t) { return t == 1.0f ? x : x / t; }
+
+__global__ void __launch_bounds__(kThreads)
+    logprobs_forward_kernel(const float* __restrict__ logits, int64_t ld, int64_t vocab,
+                            float temperature, const int32_t* __restrict__ targets,
+                            float* __restrict__ lse, float* __restrict__ logprob) {
+  __shared__ float fshm[32];
+  __shared__ double dshm[32];
+  const int64_t r = blockIdx.x;
+  const float* row = logits + r * ld;
+  float m = -INFINITY;
+  for (int64_t i = threadIdx.x; i < vocab; i += kThreads) m = fmaxf(m, scaled(row[i], temperature));
+  m = ops::block_reduce<ops::MaxOp, kThreads>(m, -INFINITY, fshm);
+  double s = 0.0;
+  for (int64_t i = threadIdx.x; i < vocab; i += kThreads)
+    s += double(expf(scaled(row[i], temperature) - m));
+  s = ops::block_reduce<ops::SumOp, kThreads>(s, 0.0, dshm);
+  if (threadIdx.x == 0) {
+    const float l = m + __double2float_rn(log(s));
+    if (lse) lse[r] = l;
+    if (targets && logprob) logprob[r] = scaled(row[targets[r]], temperature) - l;
+  }
+}
+
+// dlogits = -(g/T) p, plus g/T at the target: kernels::token_logprob_backward's expressions.
+// Each element is read and written by one thread, so dlogits may alias logits (F32, ld_out
+// == ld).
+template <class D>
+__global__ void __launch_bounds__(kThreads)
+    logprobs_backward_kernel(const float* logits, int64_t ld, int64_t vocab, float temperature,
+                             const int32_t* __restrict__ targets, const float* __restrict__ lse,
+                             const float* __restrict__ g, typename D::raw* dlogits,
+                             int64_t ld_out) {
+  const int64_t r = blockIdx.x;
+  const float* row = logits + r * ld;
+  typename D::raw* out = dlogits + r * ld_out;
+  const float gt = g[r] / temperature;
+  const float l = lse[r];
+  const int64_t tgt = targets ? int64_t(targets[r]) : -1;
+  for (int64_t i = threadIdx.x; i < vocab; i += kThreads) {
+    const float p = expf(scaled(row[i], temperature) - l);
+    float d = -gt * p;
+    if (i == tgt) d += gt;
+    out[i] = D::store(d);
+  }
+}
+
+// loss[0] = float(sum_r -double(logprob[r]) / rows), rows in a fixed tree.
+__global__ void __launch_bounds__(kThreads)
+    mean_nll_kernel(const float* __restrict__ logprob, int64_t rows, float* __restrict__ loss) {
+  __shared__ double dshm[32];
+  double s = 0.0;
+  for (int64_t r = threadIdx.x; r < rows; r += kThreads) s -= double(logprob[r]);
+  s = ops::block_reduce<ops::SumOp, kThreads>(s, 0.0, dshm);
+  if (threadIdx.x == 0) loss[0] = __double2float_rn(s / double(rows));
+}
+
+}  // namespace
+
+void launch_logprobs_forward(const float* logits, int64_t ld, int64_t rows, int64_t vocab,
+                             float temperature, const int32_t* targets, float* lse,
+                             float* logprob, void* stream) {
+  if (rows <= 0) return;
+  auto st = static_cast<cudaStream_t>(stream);
+  logprobs_forward_kernel<<<unsigned(rows), kThreads, 0, st>>>(logits, ld, vocab, temperature,
+                                                               targets, lse, logprob);
+  check_last_launch("logprobs forward");
+}
+
+void launch_logprobs_backward(const float* logits, int64_t ld, int64_t rows, int64_t vocab,
+                              float temperature, const int32_t* targets, const float* lse,
+                              const float* g, Elem out_t, void* dlogits, int64_t ld_out,
+                              void* stream) {
+  if (rows <= 0) return;
+  auto st = static_cast<cudaStream_t>(stream);
+  ops::by_elem(out_t, [&](auto d) {
+    using D = decltype(d);
+    logprobs_backward_kernel<D><<<unsigned(rows), kThreads, 0, st>>>(
+        logits, ld, vocab, temperature, targets, lse, g, static_cast<typename D::raw*>(dlogits),
+        ld_out);
+  });
+  check_last_launch("logprobs backward");
+}
+
+void launch_cross_entropy_forward(const float* logits, int64_t ld, int64_t rows, int64_t vocab,
+                                  const int32_t* targets, float* lse_scratch,
+                                  float* logprob_scratch, float* loss, void* stream) {
+  if (rows <= 0) return;
+  auto st = static_cast<cudaStream_t>(stream);
+  launch_logprobs_forward(logits, ld, rows, vocab, 1.0f, targets, lse_scratch, logprob_scratch,
+                          stream);
+  mean_nll_kernel<<<1, kThreads, 0, st>>>(logprob_scratch, rows, loss);
+  check_last_launch("cross entropy forward");
+}
+
+}  // namespace qarl::kernels::gpu
