@@ -4,17 +4,32 @@
 // state would). Reports payload GB/s per refit for both transports:
 //   staging: 512-byte aligned ping-pong shared-memory buffers + Unix socket control channel
 //   packed:  unpadded packed stream with CRC32C per batch over a localhost TCP socket
+// and on the GPU (skipped, with the reason, without a CUDA device):
+//   cuda_ipc: 512-byte aligned ping-pong device buffers shared through CUDA IPC with a
+//            rollout process (this executable re-run as the consumer, which copies every
+//            tensor into preallocated device tensors); the trainer's tensors are on the GPU
+//   nccl_1rank: the device packed stream's sender side on a one-rank NCCL communicator
+//            (pack on the device, CRC32C on the device, ncclBroadcast); the two-rank
+//            broadcast needs two GPUs (tests/refit/cuda_transport_test.cpp)
 // Run: build/bench/refit_bench [--benchmark_filter=...]. QARL_REFIT_BENCH_MB sets the size.
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
+#include <cstring>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
 
+#include "qarl/refit/cuda_ipc_transport.h"
+#include "qarl/refit/device_copy.h"
+#include "qarl/refit/device_packed_transport.h"
+#include "qarl/refit/nccl_wire.h"
 #include "qarl/refit/packed_transport.h"
 #include "qarl/refit/staging_transport.h"
+
+extern char** environ;
 
 using namespace qarl;
 using namespace qarl::refit;
@@ -173,6 +188,105 @@ void BM_RefitPackedTcp(benchmark::State& state) {
 }
 BENCHMARK(BM_RefitPackedTcp)->Args({16, 0})->Args({16, 1})->Args({64, 0})->Args({64, 1})->Iterations(kRefits)->UseRealTime()->Unit(benchmark::kMillisecond);
 
+// ---- GPU ----------------------------------------------------------------------------------
+
+const std::vector<NamedTensor>& device_weights() {
+  static const std::vector<NamedTensor> w = [] {
+    std::vector<NamedTensor> out;
+    for (const auto& t : weights()) out.push_back({t.name, t.tensor.to_device(Device::CUDA)});
+    cuda_device_synchronize();
+    return out;
+  }();
+  return w;
+}
+
+// The rollout process of BM_RefitCudaIpc: `refit_bench --ipc-consumer <socket path>`.
+int ipc_consumer(const char* path) {
+  try {
+    RefitMetadata meta = meta_of(weights());
+    std::vector<Tensor> dst;
+    for (const auto& m : meta) dst.push_back(Tensor::zeros(m.shape, m.dtype, Device::CUDA));
+    Socket ctl = connect_unix(path);
+    CudaIpcMappings maps;
+    for (int r = 0; r < kRefits + 1; ++r) {
+      CudaIpcStagingReceiver rx(ctl, meta, &maps, Device::CUDA);
+      NamedTensor nt;
+      size_t i = 0;
+      while (rx.next(nt)) copy_to_device_async(dst[i++].data(), nt.tensor);
+      rx.acknowledge();
+      if (i != meta.size()) return 1;
+    }
+    cuda_device_synchronize();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ipc consumer: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}
+
+void BM_RefitCudaIpc(benchmark::State& state) {
+  if (!cuda_device_usable()) {
+    state.SkipWithError(cuda_unusable_reason().c_str());
+    return;
+  }
+  const auto& w = device_weights();
+  RefitMetadata meta = meta_of(w);
+  const size_t buffer = size_t(state.range(0)) << 20;
+  std::string path = fmt::format("/tmp/qarl-refit-bench-{}.sock", ::getpid());
+  Listener l = Listener::unix_path(path);
+  std::string self = "/proc/self/exe", flag = "--ipc-consumer";
+  char* argv[] = {self.data(), flag.data(), path.data(), nullptr};
+  pid_t pid = -1;
+  if (posix_spawn(&pid, argv[0], nullptr, nullptr, argv, environ) != 0) {
+    state.SkipWithError("cannot spawn the consumer");
+    return;
+  }
+  Socket ctl = l.accept();
+  auto pool = CudaIpcBuffers::create(buffer);
+  auto one = [&] {
+    CudaIpcStagingSender tx(ctl, meta, pool);
+    for (const auto& t : w) tx.push(t.name, t.tensor);
+    return tx.finish();
+  };
+  one();  // warm-up
+  double bytes = 0;
+  for (auto _ : state) bytes = double(one().bytes);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) state.SkipWithError("consumer failed");
+  report(state, bytes, 0);
+}
+BENCHMARK(BM_RefitCudaIpc)->Arg(16)->Arg(64)->Iterations(kRefits)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void BM_RefitNcclOneRankSender(benchmark::State& state) {
+  std::string why = nccl_unavailable_reason();
+  if (!why.empty()) {
+    state.SkipWithError(("NCCL wire unavailable: " + why).c_str());
+    return;
+  }
+  const auto& w = device_weights();
+  RefitMetadata meta = meta_of(w);
+  const size_t target = size_t(state.range(0)) << 20;
+  auto wire = NcclBroadcastWire::single();
+  auto one = [&] {
+    DevicePackedSender tx(*wire, meta, target);
+    for (const auto& t : w) tx.push(t.name, t.tensor);
+    return tx.finish();
+  };
+  one();
+  double bytes = 0;
+  for (auto _ : state) bytes = double(one().bytes);
+  report(state, bytes, 0);
+}
+BENCHMARK(BM_RefitNcclOneRankSender)->Arg(16)->Arg(64)->Iterations(kRefits)->UseRealTime()->Unit(benchmark::kMillisecond);
+
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  if (argc == 3 && std::strcmp(argv[1], "--ipc-consumer") == 0) return ipc_consumer(argv[2]);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

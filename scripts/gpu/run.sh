@@ -8,7 +8,8 @@
 #   run(command="bash scripts/gpu/run.sh", carry=[".carry/gpu-deps"])
 # Environment: QARL_GPU_JOBS (build jobs, default nproc), QARL_GPU_SKIP_TESTS=1,
 # QARL_GPU_SKIP_PEERS=1, QARL_GPU_TRANSFORMERS=0 (leave out the transformers generate/train peers),
-# QARL_GPU_TEST_FILTER (gtest filter, default all), QARL_GPU_SKIP_BENCH=1 (no qarl bench, no peers).
+# QARL_GPU_TEST_FILTER (gtest filter, default all), QARL_GPU_SKIP_BENCH=1 (no qarl bench, no peers),
+# QARL_NCCL_ROOT (NCCL for the refit NCCL wire; default: the PyTorch pip package's nvidia/nccl).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -38,12 +39,35 @@ else
   note "deps: no carried prefix (expecting system packages)"
 fi
 
+# NVLink multicast stays off in everything this starts (the machine's rule for NCCL).
+export NCCL_NVLS_ENABLE=0
+# NCCL (optional, for the refit NCCL wire) ships inside PyTorch's pip packages:
+# <site-packages>/nvidia/nccl/{include/nccl.h,lib/libnccl.so.2}.
+if [ -z "${QARL_NCCL_ROOT:-}" ]; then
+  QARL_NCCL_ROOT=$(python3 -c 'import nvidia.nccl as m; print(list(m.__path__)[0])' 2>/dev/null)
+  if [ ! -f "${QARL_NCCL_ROOT:-/nonexistent}/include/nccl.h" ]; then
+    QARL_NCCL_ROOT=""
+    for sp in $(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null); do
+      h=$(find "$sp" -name nccl.h -path '*nvidia*' 2>/dev/null | head -1)
+      if [ -n "$h" ]; then QARL_NCCL_ROOT=$(dirname "$(dirname "$h")"); break; fi
+    done
+  fi
+fi
+if [ -n "${QARL_NCCL_ROOT:-}" ]; then
+  export QARL_NCCL_ROOT
+  export LD_LIBRARY_PATH="$QARL_NCCL_ROOT/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  note "nccl: $QARL_NCCL_ROOT"
+else
+  note "nccl: not found (the refit NCCL wire is built off; its tests skip)"
+fi
+
 # ---- build ------------------------------------------------------------------------------
 tb=$(date +%s)
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DQARL_ENABLE_CUDA=ON \
+  ${QARL_NCCL_ROOT:+-DQARL_NCCL_ROOT=$QARL_NCCL_ROOT} \
   ${PKG_CONFIG:+-DPKG_CONFIG_EXECUTABLE=$PKG_CONFIG} > "$OUT/configure.log" 2>&1
 rc=$?
-grep -E "qarl:|CUDA|Error" "$OUT/configure.log" | head -20
+grep -E "qarl:|CUDA|NCCL|Error" "$OUT/configure.log" | head -20
 if [ $rc -ne 0 ]; then tail -40 "$OUT/configure.log"; note "configure: FAILED (rc $rc)"; printf '%s\n' "${summary[@]}"; exit 1; fi
 cmake --build "$BUILD" -j "$JOBS" --target qarl qarl_tests > "$OUT/build.log" 2>&1
 rc=$?

@@ -4,7 +4,11 @@
 //
 //   refit_peer staging <unix socket path> <case> <seed>
 //   refit_peer tcp     <port>             <case> <seed> <target batch bytes>
-// case: mixed | large:<MB> | model | model-bad (the trainer sends a broken K/V amax; the
+//   refit_peer ipc     <unix socket path> <case> <seed> [cuda|cpu]   (CUDA IPC staging;
+//                      the receiver yields device tensors unless "cpu")
+//   refit_peer nccl    <port>             <case> <seed> <target> <device>  (NCCL leaf on
+//                      CUDA device <device>; device packed stream)
+// case: mixed | large:<MB> | odd:<MB> | model | model-bad (the trainer sends a broken K/V amax; the
 // peer's strict load must fail and leave its engine state unchanged).
 // Exit: 0 ok, 1 data mismatch, 2 error (message on stderr), 3 expected failure observed.
 #include <cstdio>
@@ -13,6 +17,10 @@
 #include <string>
 
 #include "qarl/core/error.h"
+#include "qarl/refit/cuda_ipc_transport.h"
+#include "qarl/refit/device_copy.h"
+#include "qarl/refit/device_packed_transport.h"
+#include "qarl/refit/nccl_wire.h"
 #include "qarl/refit/packed_transport.h"
 #include "qarl/refit/refit.h"
 #include "qarl/refit/staging_transport.h"
@@ -79,8 +87,9 @@ int run(int argc, char** argv) {
   RefitMetadata meta;
   if (model) {
     meta = export_metadata(plan_export(test::FakeTrainer(model_config(seed))));
-  } else if (kase.rfind("large:", 0) == 0) {
-    want = test::make_case("large", seed, std::atof(kase.c_str() + 6));
+  } else if (kase.rfind("large:", 0) == 0 || kase.rfind("odd:", 0) == 0) {
+    size_t colon = kase.find(':');
+    want = test::make_case(kase.substr(0, colon), seed, std::atof(kase.c_str() + colon + 1));
     meta = test::metadata_of(want);
   } else {
     want = test::make_case(kase, seed);
@@ -97,6 +106,15 @@ int run(int argc, char** argv) {
     if (argc < 6) throw usage_err("tcp needs a target batch size");
     wire = TcpBroadcastWire::leaf(connect_tcp("127.0.0.1", uint16_t(std::atoi(endpoint.c_str()))));
     rx = std::make_unique<PackedReceiver>(*wire, meta, std::strtoull(argv[5], nullptr, 10));
+  } else if (transport == "ipc") {
+    ctl = connect_unix(endpoint);
+    Device yield = argc > 5 && std::string(argv[5]) == "cpu" ? Device::CPU : Device::CUDA;
+    rx = std::make_unique<CudaIpcStagingReceiver>(ctl, meta, nullptr, yield);
+  } else if (transport == "nccl") {
+    if (argc < 7) throw usage_err("nccl needs a target batch size and a device");
+    cuda_set_device(std::atoi(argv[6]));
+    wire = NcclBroadcastWire::leaf(connect_tcp("127.0.0.1", uint16_t(std::atoi(endpoint.c_str()))));
+    rx = std::make_unique<DevicePackedReceiver>(*wire, meta, std::strtoull(argv[5], nullptr, 10));
   } else {
     throw usage_err("unknown transport '{}'", transport);
   }
@@ -113,7 +131,7 @@ int run(int argc, char** argv) {
       std::fprintf(stderr, "peer: '%s' yielded at a misaligned address\n", nt.name.c_str());
       return 1;
     }
-    got.push_back({nt.name, want.empty() ? Tensor() : nt.tensor.clone()});
+    got.push_back({nt.name, want.empty() ? Tensor() : on_device(nt.tensor, Device::CPU).clone()});
   }
   rx->acknowledge();
   std::fprintf(stderr, "peer: %s\n", describe(rx->stats()).c_str());

@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <stdexcept>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -78,6 +79,32 @@ std::vector<NamedTensor> make_case(const std::string& name, uint64_t seed, doubl
         auto* p = t.data_as<uint16_t>();
         uint32_t x = uint32_t(seed) ^ uint32_t(layer * 7919);
         for (int64_t i = 0; i < t.numel(); ++i) p[i] = uint16_t((x = x * 1664525u + 1013904223u) >> 16);
+        bytes += double(t.nbytes());
+        out.push_back({l + n, t});
+      }
+      out.push_back({l + "self_attn.k_bmm_quantizer._amax", Tensor::scalar(2.0f + layer, DType::BF16)});
+      out.push_back({l + "self_attn.v_bmm_quantizer._amax", Tensor::scalar(3.0f + layer, DType::BF16)});
+    }
+  } else if (name == "odd") {
+    // Like "large" with sizes that are multiples of nothing (hidden 1021, MLP 2803, 257 K/V
+    // rows), an fp32 norm, so no tensor ends on a 512-byte or batch boundary by design.
+    const int64_t h = 1021, inter = 2803, kv = 257;
+    double bytes = 0;
+    for (int layer = 0; bytes < total_mb * 1e6; ++layer) {
+      std::string l = fmt::format("model.layers.{}.", layer);
+      for (auto [n, shape, dt] : std::vector<std::tuple<std::string, Shape, DType>>{
+               {"self_attn.q_proj.weight", {h, h}, DType::BF16},
+               {"self_attn.k_proj.weight", {kv, h}, DType::BF16},
+               {"self_attn.v_proj.weight", {kv, h}, DType::BF16},
+               {"self_attn.o_proj.weight", {h, h}, DType::BF16},
+               {"mlp.gate_proj.weight", {inter, h}, DType::BF16},
+               {"mlp.up_proj.weight", {inter, h}, DType::BF16},
+               {"mlp.down_proj.weight", {h, inter}, DType::BF16},
+               {"input_layernorm.weight", {h}, DType::F32}}) {
+        Tensor t = Tensor::empty(shape, dt);
+        auto* p = static_cast<unsigned char*>(t.data());
+        uint32_t x = uint32_t(seed) ^ uint32_t(layer * 7919 + 13);
+        for (size_t i = 0; i < t.nbytes(); ++i) p[i] = uint8_t((x = x * 1664525u + 1013904223u) >> 24);
         bytes += double(t.nbytes());
         out.push_back({l + n, t});
       }

@@ -13,6 +13,7 @@ namespace qarl::refit::test {
 // bf16, fp32, int64, f16, u8, 0-d fp32 and int64, an empty tensor, odd sizes, one tensor
 // larger than the small buffers used in tests (oversized path).
 // "large": `total_mb` of bf16/fp32 weights of transformer-like shapes plus K/V amax scalars.
+// "odd": the same with sizes that are multiples of nothing (hidden 1021, MLP 2803).
 std::vector<NamedTensor> make_case(const std::string& name, uint64_t seed, double total_mb = 0);
 RefitMetadata metadata_of(const std::vector<NamedTensor>& tensors);
 // Empty when equal; else a description of the first difference.

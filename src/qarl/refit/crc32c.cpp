@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cstring>
+#include <vector>
 
 #if defined(__x86_64__)
 #include <nmmintrin.h>
@@ -63,6 +64,34 @@ uint32_t crc32c_software(const void* data, size_t n, uint32_t crc) {
   }
   while (n--) c = (c >> 8) ^ t[0][(c ^ *p++) & 0xff];
   return ~c;
+}
+
+uint32_t crc32c_raw(uint32_t state, const void* data, size_t n) {
+  return ~crc32c(data, n, ~state);
+}
+
+const uint32_t* crc32c_slice8_tables() { return &tables().t[0][0]; }
+
+Crc32cShift::Crc32cShift(size_t len) : length(len) {
+  std::vector<unsigned char> zeros(len, 0);
+  for (int k = 0; k < 4; ++k)
+    for (uint32_t b = 0; b < 256; ++b) t[k][b] = crc32c_raw(b << (8 * k), zeros.data(), len);
+}
+
+uint32_t crc32c_raw_combine(uint32_t state, const uint32_t* raws, size_t count,
+                            const Crc32cShift& shift, size_t total) {
+  std::vector<unsigned char> zeros;
+  for (size_t i = 0; i < count; ++i) {
+    size_t len = i + 1 < count ? shift.length : total - i * shift.length;
+    if (len == shift.length) {
+      state = shift(state);
+    } else {  // the last, shorter piece: shift by feeding zeros
+      zeros.assign(len, 0);
+      state = crc32c_raw(state, zeros.data(), len);
+    }
+    state ^= raws[i];
+  }
+  return state;
 }
 
 bool crc32c_has_hardware() {

@@ -5,6 +5,7 @@
 
 #include "qarl/core/error.h"
 #include "qarl/refit/crc32c.h"
+#include "qarl/refit/device_copy.h"
 
 namespace qarl::refit {
 namespace {
@@ -72,6 +73,8 @@ PackedSender::PackedSender(BroadcastWire& wire, RefitMetadata meta, size_t targe
                            std::shared_ptr<PackedScratch> scratch)
     : wire_(wire), meta_(std::move(meta)), target_(target_bytes), scratch_(std::move(scratch)) {
   if (!wire_.is_root()) throw usage_err("a packed refit sender needs the root end of the wire");
+  if (wire_.device_buffers())
+    throw usage_err("this wire moves device buffers: use DevicePackedSender (device_packed_transport.h)");
   if (!scratch_) scratch_ = std::make_shared<PackedScratch>();
   batches_ = plan_packed_batches(meta_, target_);
 }
@@ -174,7 +177,7 @@ void PackedSender::push(const std::string& name, const Tensor& tensor) {
     fill_ = 0;
   }
   size_t n = tensor.nbytes();
-  if (n) std::memcpy(buf.data() + fill_, tensor.data(), n);
+  copy_to_host(buf.data() + fill_, tensor);
   fill_ += n;
   ++next_;
   stats_.bytes += n;
@@ -228,9 +231,12 @@ void PackedReceiver::abandon(const std::string& why) noexcept {
   (void)why;
 }
 
-PackedReceiver::PackedReceiver(BroadcastWire& wire, RefitMetadata meta, size_t target_bytes)
-    : wire_(wire), meta_(std::move(meta)), target_(target_bytes) {
+PackedReceiver::PackedReceiver(BroadcastWire& wire, RefitMetadata meta, size_t target_bytes,
+                               Device yield)
+    : wire_(wire), meta_(std::move(meta)), target_(target_bytes), yield_(yield) {
   if (wire_.is_root()) throw usage_err("a packed refit receiver needs a leaf end of the wire");
+  if (wire_.device_buffers())
+    throw usage_err("this wire moves device buffers: use DevicePackedReceiver (device_packed_transport.h)");
   batches_ = plan_packed_batches(meta_, target_);
 }
 
@@ -292,6 +298,7 @@ bool PackedReceiver::next(NamedTensor& out) {
   // Unpadded packing: after a 2-byte scalar the next slice may sit at an odd offset. Only
   // such slices are copied (to an aligned owned tensor), as NeMo-RL's restore_tensor does.
   if (reinterpret_cast<uintptr_t>(at) % dtype_size(m.dtype) != 0) view = view.clone();
+  view = on_device(view, yield_);
   out.name = m.name;
   out.tensor = std::move(view);
   off_ += m.nbytes();

@@ -12,8 +12,8 @@
 // long as any of them does).
 //
 // The bytes move through a BroadcastWire: one root (the trainer), any number of leaves.
-// TCP and MPI wires live here and in mpi_wire.h; a NCCL wire (device buffers, one CUDA
-// stream per buffer) plugs in the same way.
+// TCP and MPI wires live here and in mpi_wire.h; the NCCL wire (nccl_wire.h) moves device
+// buffers and carries the same stream format through device_packed_transport.h.
 #pragma once
 #include <condition_variable>
 #include <deque>
@@ -48,6 +48,10 @@ class BroadcastWire {
   // wire (one thread at a time). The packed sender then overlaps packing batch k+1 with
   // broadcasting batch k.
   virtual bool background_ok() const { return false; }
+  // Whether broadcast() takes device pointers (the NCCL wire, nccl_wire.h). Such a wire
+  // carries the device packed stream (device_packed_transport.h); the senders and receivers
+  // below, which pack in host memory, refuse it.
+  virtual bool device_buffers() const { return false; }
 };
 
 // TCP broadcast: the root writes every batch to each leaf's socket in turn.
@@ -111,7 +115,9 @@ class PackedSender : public RefitSender {
 
 class PackedReceiver : public RefitReceiver {
  public:
-  PackedReceiver(BroadcastWire& wire, RefitMetadata meta, size_t target_bytes);
+  // `yield`: the device of the tensors next() yields (CUDA: each is copied to the device).
+  PackedReceiver(BroadcastWire& wire, RefitMetadata meta, size_t target_bytes,
+                 Device yield = Device::CPU);
   ~PackedReceiver() override;
   bool next(NamedTensor& out) override;
   void acknowledge() override;
@@ -123,6 +129,7 @@ class PackedReceiver : public RefitReceiver {
   BroadcastWire& wire_;
   RefitMetadata meta_;
   size_t target_;
+  Device yield_ = Device::CPU;
   std::vector<PackedBatch> batches_;
   std::shared_ptr<Storage> buf_;
   size_t batch_ = 0, next_ = 0, off_ = 0;

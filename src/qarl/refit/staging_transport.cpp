@@ -1,39 +1,19 @@
 #include "qarl/refit/staging_transport.h"
 
-#include <atomic>
-#include <chrono>
-#include <unistd.h>
 #include <cstring>
 
 #include <nlohmann/json.hpp>
 
 #include "qarl/core/error.h"
+#include "qarl/refit/control.h"
+#include "qarl/refit/device_copy.h"
 
 namespace qarl::refit {
 namespace {
-
 using json = nlohmann::json;
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-void send_json(Socket& s, const json& j) { s.send_frame(j.dump()); }
-
-json recv_json(Socket& s) {
-  std::string f = s.recv_frame();
-  json j = json::parse(f, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("type"))
-    throw runtime_err("malformed refit control message");
-  return j;
-}
-
-uint64_t new_refit_id() {
-  static std::atomic<uint64_t> counter{0};
-  uint64_t t = uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
-  return (uint64_t(::getpid()) << 40) ^ (t * 0x9E3779B97F4A7C15ull) ^ ++counter;
-}
-
+void send_json(Socket& s, const json& j) { send_control(s, j); }
+json recv_json(Socket& s) { return recv_control(s); }
+double now_s() { return refit_now_s(); }
 }  // namespace
 
 // An ACK of this refit, or the receiver's error turned into ours; frames of an earlier
@@ -122,7 +102,7 @@ void StagingSender::push(const std::string& name, const Tensor& tensor) {
     // Oversized: alone in a temporary segment, synchronously.
     flush();
     auto tmp = ShmSegment::create(unique_shm_name("tmp"), aligned);
-    std::memcpy(tmp->data(), tensor.data(), n);
+    copy_to_host(tmp->data(), tensor);
     send_json(ctl_, {{"type", "batch"}, {"id", id_}, {"segment", tmp->name()}, {"bytes", aligned},
                      {"names", {name}}, {"used", aligned}});
     pending_.push_back(-1);
@@ -131,7 +111,7 @@ void StagingSender::push(const std::string& name, const Tensor& tensor) {
   } else {
     if (used_ + aligned > buffer_bytes_) flush();
     if (used_ == 0) wait_buffer_free(cur_);
-    if (n) std::memcpy(buf_[cur_]->data() + used_, tensor.data(), n);
+    copy_to_host(buf_[cur_]->data() + used_, tensor);
     names_.push_back(name);
     used_ += aligned;
   }
@@ -154,8 +134,9 @@ TransferStats StagingSender::finish() {
   return stats_;
 }
 
-StagingReceiver::StagingReceiver(Socket& control, RefitMetadata meta, StagingMappings* reuse)
-    : ctl_(control), meta_(std::move(meta)) {
+StagingReceiver::StagingReceiver(Socket& control, RefitMetadata meta, StagingMappings* reuse,
+                                 Device yield)
+    : ctl_(control), meta_(std::move(meta)), yield_(yield) {
   json h;
   do {  // leftovers of an earlier refit that this side abandoned are skipped
     h = recv_json(ctl_);
@@ -232,7 +213,8 @@ bool StagingReceiver::next(NamedTensor& out) {
     auto [i, off] = batch_[batch_pos_++];
     const TensorMeta& m = meta_[i];
     out.name = m.name;
-    out.tensor = Tensor::borrow(batch_seg_->data() + off, m.shape, m.dtype, batch_seg_);
+    out.tensor = on_device(Tensor::borrow(batch_seg_->data() + off, m.shape, m.dtype, batch_seg_),
+                           yield_);
     stats_.bytes += m.nbytes();
     ++stats_.tensors;
     return true;

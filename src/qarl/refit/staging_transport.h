@@ -77,8 +77,10 @@ class StagingSender : public RefitSender {
 
 class StagingReceiver : public RefitReceiver {
  public:
-  // Waits for the sender's hello, maps the buffers and acknowledges.
-  StagingReceiver(Socket& control, RefitMetadata meta, StagingMappings* reuse = nullptr);
+  // Waits for the sender's hello, maps the buffers and acknowledges. `yield`: the device of
+  // the tensors next() yields (CUDA: each is copied to a fresh device tensor).
+  StagingReceiver(Socket& control, RefitMetadata meta, StagingMappings* reuse = nullptr,
+                  Device yield = Device::CPU);
   ~StagingReceiver() override;
   bool next(NamedTensor& out) override;
   void acknowledge() override;
@@ -92,6 +94,7 @@ class StagingReceiver : public RefitReceiver {
   Socket& ctl_;
   uint64_t id_ = 0;
   RefitMetadata meta_;
+  Device yield_ = Device::CPU;
   std::shared_ptr<ShmSegment> buf_[2];
   std::shared_ptr<ShmSegment> batch_seg_;  // the segment the current batch lives in
   std::vector<std::pair<size_t, size_t>> batch_;  // (metadata index, offset)

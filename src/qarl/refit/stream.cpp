@@ -40,8 +40,6 @@ void check_matches_meta(const TensorMeta& m, const std::string& name, const Tens
     throw runtime_err("stream order broken: got '{}' where the metadata expects '{}'", name,
                       m.name).tensor(name);
   if (!t.defined()) throw runtime_err("undefined tensor in the refit stream").tensor(name);
-  if (t.device() != Device::CPU)
-    throw runtime_err("this transport carries CPU tensors only").tensor(name);
   if (t.shape() != m.shape || t.dtype() != m.dtype)
     throw runtime_err("tensor is {} {} but the metadata says {} {}", dtype_name(t.dtype()),
                       shape_str(t.shape()), dtype_name(m.dtype), shape_str(m.shape))

@@ -34,7 +34,8 @@ size_t metadata_total_bytes(const RefitMetadata& meta);
 // A 64-bit fingerprint of names, shapes and dtypes in order: transports exchange it first so
 // that two ends holding different metadata fail at once instead of misreading bytes.
 uint64_t metadata_fingerprint(const RefitMetadata& meta);
-// Throws an Error naming the tensor unless `t` matches `m` (name, shape, dtype; CPU).
+// Throws an Error naming the tensor unless `t` matches `m` (name, shape, dtype). CPU and CUDA
+// tensors both match: every transport accepts either (see device_copy.h).
 void check_matches_meta(const TensorMeta& m, const std::string& name, const Tensor& t);
 
 // What one refit moved, for metrics lines: payload bytes (tensor bytes, no padding, no
