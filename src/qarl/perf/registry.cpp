@@ -18,6 +18,7 @@ const Registry& builtin_registry() {
   static const Registry r = [] {
     Registry reg;
     add_fake_quant_benchmarks(reg);
+    add_gemm_benchmarks(reg);
     return reg;
   }();
   return r;

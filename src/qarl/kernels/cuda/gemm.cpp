@@ -1,0 +1,97 @@
+// Argument checks and dispatch of the GPU matrix products (gemm.h): kFast and the backward
+// products go to cuBLAS (gemm_cublas.cpp), kExact to qarl's batch-invariant kernel
+// (gemm_exact.cu). Compiled in every build; without CUDA the products throw.
+#include "qarl/kernels/cuda/gemm.h"
+
+#include <cstring>
+
+#include "qarl/core/error.h"
+#include "qarl/kernels/cuda/gemm_internal.h"
+
+namespace qarl::kernels::gpu {
+
+const char* gemm_mode_name(GemmMode m) { return m == GemmMode::kExact ? "exact" : "fast"; }
+
+GemmMode parse_gemm_mode(const char* s) {
+  if (s && std::strcmp(s, "fast") == 0) return GemmMode::kFast;
+  if (s && std::strcmp(s, "exact") == 0) return GemmMode::kExact;
+  throw usage_err("GEMM mode '{}' is not 'fast' or 'exact'", s ? s : "(null)");
+}
+
+namespace {
+
+// Row-major operand [rows, cols] with row stride ld: needs ld >= cols and a pointer unless
+// it is empty.
+void check_operand(const char* what, const char* name, int64_t rows, int64_t cols,
+                   const void* p, int64_t ld) {
+  if (rows < 0 || cols < 0) throw usage_err("{}: {} has negative shape [{}, {}]", what, name, rows, cols);
+  if (ld < cols)
+    throw usage_err("{}: {} [{}, {}] has row stride {} < {}", what, name, rows, cols, ld, cols);
+  if (rows > 0 && cols > 0 && p == nullptr)
+    throw usage_err("{}: {} [{}, {}] is a null pointer", what, name, rows, cols);
+}
+void check_out_type(const char* what, Elem t) {
+  if (t != Elem::F32 && t != Elem::BF16) throw usage_err("{}: output type must be F32 or BF16", what);
+}
+#ifndef QARL_HAVE_CUDA
+[[noreturn]] void no_cuda(const char* what) {
+  throw runtime_err("{}: this qarl was built without CUDA", what);
+}
+#endif
+
+}  // namespace
+
+void gemm_forward(GemmMode mode, int64_t M, int64_t N, int64_t K, const bf16* A, int64_t lda,
+                  const bf16* W, int64_t ldw, Elem c_t, void* C, int64_t ldc, bool accumulate,
+                  void* stream) {
+  const char* what = mode == GemmMode::kExact ? "GEMM forward (exact)" : "GEMM forward (fast)";
+  check_operand(what, "A", M, K, A, lda);
+  check_operand(what, "W", N, K, W, ldw);
+  check_operand(what, "C", M, N, C, ldc);
+  check_out_type(what, c_t);
+  if (M == 0 || N == 0) return;
+#ifdef QARL_HAVE_CUDA
+  if (mode == GemmMode::kExact) {
+    const std::string e =
+        detail::launch_gemm_exact(M, N, K, A, lda, W, ldw, c_t, C, ldc, accumulate, stream);
+    if (!e.empty())
+      throw runtime_err("{} C[{},{}] = A[{},{}] W[{},{}]^T ({}): {}", what, M, N, M, K, N, K,
+                        detail::gemm_exact_config(M, N), e);
+  } else
+    detail::cublas_forward(M, N, K, A, lda, W, ldw, c_t, C, ldc, accumulate, stream);
+#else
+  no_cuda(what);
+#endif
+}
+
+void gemm_backward_data(int64_t M, int64_t N, int64_t K, const bf16* dC, int64_t lddc,
+                        const bf16* W, int64_t ldw, Elem da_t, void* dA, int64_t ldda,
+                        bool accumulate, void* stream) {
+  const char* what = "GEMM backward data";
+  check_operand(what, "dC", M, N, dC, lddc);
+  check_operand(what, "W", N, K, W, ldw);
+  check_operand(what, "dA", M, K, dA, ldda);
+  check_out_type(what, da_t);
+  if (M == 0 || K == 0) return;
+#ifdef QARL_HAVE_CUDA
+  detail::cublas_backward_data(M, N, K, dC, lddc, W, ldw, da_t, dA, ldda, accumulate, stream);
+#else
+  no_cuda(what);
+#endif
+}
+
+void gemm_backward_weight(int64_t M, int64_t N, int64_t K, const bf16* dC, int64_t lddc,
+                          const bf16* A, int64_t lda, float* dW, int64_t lddw, void* stream) {
+  const char* what = "GEMM backward weight";
+  check_operand(what, "dC", M, N, dC, lddc);
+  check_operand(what, "A", M, K, A, lda);
+  check_operand(what, "dW", N, K, dW, lddw);
+  if (M == 0 || N == 0 || K == 0) return;  // dW += nothing
+#ifdef QARL_HAVE_CUDA
+  detail::cublas_backward_weight(M, N, K, dC, lddc, A, lda, dW, lddw, stream);
+#else
+  no_cuda(what);
+#endif
+}
+
+}  // namespace qarl::kernels::gpu

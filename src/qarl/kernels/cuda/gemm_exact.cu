@@ -1,0 +1,304 @@
+// kExact: qarl's batch-invariant GEMM, C[M,N] = A[M,K] . W[N,K]^T (+ C), bf16 in, fp32 acc.
+//
+// The per-element contract. Every C(i, j) is produced by one fp32 accumulator register that
+// starts at 0 and is updated by the chain of mma.sync.m16n8k16 (bf16 x bf16 -> f32)
+// instructions over k16 = 0, 16, 32, ... in ascending order, one instruction per k16 step
+// that starts below K (the last step's lanes past K hold zeros; steps wholly past K are
+// skipped, so the chain has exactly ceil(K/16) links whatever the tile). Each instruction's
+// result for (i, j) depends only on row i of its A fragment, column j of its B fragment and
+// the accumulator (the tensor core's dot product has a fixed internal order and does not
+// mix rows), so C(i, j) is the same bits for every M, every position of row i in A, every
+// content of the other rows, and every CTA tile shape. That is what lets the launcher pick
+// the tile by shape (a 16/32/64-row tile for decode, 64x64 or 128x128 for prefill and
+// training) without giving up batch invariance: the tile decides which CTA and which
+// fragment slot computes (i, j), never the arithmetic. No split-K anywhere. The epilogue
+// adds C's old value (one fp32 add) and rounds to F32/BF16 (RNE), per element.
+// Test: tests/kernels/cuda_gemm_test.cpp (bitwise rows across M = 1, 37, 1000 and tiles).
+//
+// (No qarl/core/error.h here: fmt does not compile under nvcc; gemm.cpp throws.)
+// Data movement: cp.async 16-byte copies into a multi-stage shared-memory ring (zero-filled
+// past M/N/K) when K, lda, ldw are multiples of 8 and A, W 16-byte aligned; otherwise
+// guarded 2-byte loads stored into the same ring (slower, same arithmetic). Fragments come
+// from shared memory through ldmatrix (rows padded by 8 halves: conflict-free).
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "qarl/kernels/cuda/gemm_internal.h"
+#include "qarl/kernels/cuda/launch_config.cuh"
+
+namespace qarl::kernels::gpu::detail {
+namespace {
+
+template <int BM_, int BN_, int BK_, int WM_, int WN_, int STAGES_>
+struct Tile {
+  static constexpr int BM = BM_, BN = BN_, BK = BK_, WM = WM_, WN = WN_, STAGES = STAGES_;
+  static constexpr int kThreads = WM * WN * 32;
+  static constexpr int kLd = BK + 8;  // smem row stride in halves (16-byte multiple)
+  static constexpr int kWarpM = BM / WM, kWarpN = BN / WN;
+  static constexpr int kMT = kWarpM / 16, kNT = kWarpN / 8;
+  static constexpr int kStageHalves = (BM + BN) * kLd;
+  static constexpr size_t kSmemBytes = size_t(kStageHalves) * STAGES * 2;
+  static_assert(kWarpM % 16 == 0 && kWarpN % 8 == 0 && BK % 16 == 0);
+};
+
+// The configurations (see the header comment: all compute the same bits).
+using BigTile = Tile<128, 128, 32, 2, 4, 4>;   // 256 threads, warp 64x32
+using MidTile = Tile<64, 64, 32, 2, 2, 4>;     // 128 threads, warp 32x32
+template <int BM>
+using SkinnyTile = Tile<BM, 16, 128, 1, 2, 4>; // 64 threads, warp BMx8: decode, W streamed
+
+struct Args {
+  int64_t M, N, K;
+  const uint16_t* A;
+  int64_t lda;
+  const uint16_t* W;
+  int64_t ldw;
+  void* C;
+  int64_t ldc;
+  int num_m, num_n;  // tile counts
+};
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src_bytes) {
+  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem),
+               "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
+  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+}
+__device__ __forceinline__ void ldmatrix_x2(uint32_t& r0, uint32_t& r1, const void* p) {
+  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+               : "=r"(r0), "=r"(r1)
+               : "r"(s));
+}
+// d = a . b + d for one 16x8 fp32 tile (the only arithmetic instruction of the product).
+__device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                               uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// One k-tile of A rows [m0, m0+BM) and W rows [n0, n0+BN), columns [k0, k0+BK), into a stage.
+template <class T, bool kAligned>
+__device__ __forceinline__ void load_tile(uint16_t* stage, const Args& p, int64_t m0, int64_t n0,
+                                          int64_t k0) {
+  constexpr int kChunksPerRow = T::BK / 8;
+  constexpr int kChunks = (T::BM + T::BN) * kChunksPerRow;
+#pragma unroll
+  for (int c0 = 0; c0 < kChunks; c0 += T::kThreads) {
+    const int c = c0 + int(threadIdx.x);
+    if (kChunks % T::kThreads != 0 && c >= kChunks) break;
+    const int r = c / kChunksPerRow, kc = (c % kChunksPerRow) * 8;
+    const bool is_a = r < T::BM;
+    const int rr = is_a ? r : r - T::BM;
+    const uint16_t* base = is_a ? p.A : p.W;
+    const int64_t ld = is_a ? p.lda : p.ldw;
+    const int64_t grow = (is_a ? m0 : n0) + rr, rows = is_a ? p.M : p.N;
+    const int64_t gk = k0 + kc;
+    uint16_t* dst = stage + r * T::kLd + kc;  // A rows first, then W rows
+    if constexpr (kAligned) {
+      const bool ok = grow < rows && gk < p.K;  // K % 8 == 0: a chunk is all in or all out
+      cp_async16(dst, ok ? base + grow * ld + gk : base, ok ? 16 : 0);
+    } else {
+      uint32_t v[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        uint32_t lo = 0, hi = 0;
+        if (grow < rows) {
+          const uint16_t* src = base + grow * ld + gk + 2 * j;
+          if (gk + 2 * j < p.K) lo = src[0];
+          if (gk + 2 * j + 1 < p.K) hi = src[1];
+        }
+        v[j] = lo | (hi << 16);
+      }
+      *reinterpret_cast<uint4*>(dst) = make_uint4(v[0], v[1], v[2], v[3]);
+    }
+  }
+}
+
+template <class OutT>
+__device__ __forceinline__ void store_out(void* C, int64_t ldc, int64_t i, int64_t j, float acc,
+                                          bool accumulate) {
+  if constexpr (sizeof(OutT) == 4) {
+    float* c = static_cast<float*>(C) + i * ldc + j;
+    *c = accumulate ? __fadd_rn(*c, acc) : acc;
+  } else {
+    __nv_bfloat16* c = static_cast<__nv_bfloat16*>(C) + i * ldc + j;
+    *c = __float2bfloat16_rn(accumulate ? __fadd_rn(__bfloat162float(*c), acc) : acc);
+  }
+}
+
+template <class T, bool kAligned, class OutT>
+__global__ void __launch_bounds__(T::kThreads) gemm_exact_kernel(Args p, bool accumulate) {
+  extern __shared__ uint4 smem_raw[];
+  uint16_t* smem = reinterpret_cast<uint16_t*>(smem_raw);
+
+  // Grouped tile order (8 M-tiles per group): neighbouring CTAs share W and A tiles in L2.
+  constexpr int kGroup = 8;
+  const int pid = int(blockIdx.x);
+  const int group_size = kGroup * p.num_n;
+  const int first_m = (pid / group_size) * kGroup;
+  const int gm = min(p.num_m - first_m, kGroup);
+  const int pid_m = first_m + (pid % group_size) % gm;
+  const int pid_n = (pid % group_size) / gm;
+  const int64_t m0 = int64_t(pid_m) * T::BM, n0 = int64_t(pid_n) * T::BN;
+
+  const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
+  const int wm = warp / T::WN, wn = warp % T::WN;
+
+  float acc[T::kMT][T::kNT][4];
+#pragma unroll
+  for (int a = 0; a < T::kMT; ++a)
+#pragma unroll
+    for (int b = 0; b < T::kNT; ++b)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[a][b][e] = 0.0f;
+
+  const int ktiles = int((p.K + T::BK - 1) / T::BK);
+#pragma unroll
+  for (int s = 0; s < T::STAGES - 1; ++s) {
+    if (s < ktiles) load_tile<T, kAligned>(smem + s * T::kStageHalves, p, m0, n0, int64_t(s) * T::BK);
+    cp_async_commit();
+  }
+
+  for (int kt = 0; kt < ktiles; ++kt) {
+    cp_async_wait<T::STAGES - 2>();
+    __syncthreads();  // tile kt visible to all; everyone is done with tile kt-1's stage
+    const int nk = kt + T::STAGES - 1;
+    if (nk < ktiles)
+      load_tile<T, kAligned>(smem + (nk % T::STAGES) * T::kStageHalves, p, m0, n0,
+                             int64_t(nk) * T::BK);
+    cp_async_commit();
+
+    const uint16_t* sa = smem + (kt % T::STAGES) * T::kStageHalves;
+    const uint16_t* sw = sa + T::BM * T::kLd;
+    const int64_t k0 = int64_t(kt) * T::BK;
+#pragma unroll
+    for (int kk = 0; kk < T::BK / 16; ++kk) {
+      if (k0 + kk * 16 >= p.K) break;  // the chain has ceil(K/16) links for every tile
+      uint32_t af[T::kMT][4];
+      uint32_t bfr[T::kNT][2];
+#pragma unroll
+      for (int mt = 0; mt < T::kMT; ++mt)
+        ldmatrix_x4(af[mt], sa + (wm * T::kWarpM + mt * 16 + (lane & 15)) * T::kLd + kk * 16 +
+                                (lane >> 4) * 8);
+      if constexpr (T::kNT == 1) {
+        ldmatrix_x2(bfr[0][0], bfr[0][1],
+                    sw + (wn * T::kWarpN + (lane & 7)) * T::kLd + kk * 16 + ((lane >> 3) & 1) * 8);
+      } else {
+#pragma unroll
+        for (int nt = 0; nt < T::kNT; nt += 2) {
+          uint32_t r[4];
+          ldmatrix_x4(r, sw + (wn * T::kWarpN + nt * 8 + (lane & 7) + ((lane >> 4) << 3)) * T::kLd +
+                             kk * 16 + ((lane >> 3) & 1) * 8);
+          bfr[nt][0] = r[0];
+          bfr[nt][1] = r[1];
+          bfr[nt + 1][0] = r[2];
+          bfr[nt + 1][1] = r[3];
+        }
+      }
+#pragma unroll
+      for (int mt = 0; mt < T::kMT; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < T::kNT; ++nt) mma_bf16_16816(acc[mt][nt], af[mt], bfr[nt][0], bfr[nt][1]);
+    }
+  }
+  cp_async_wait<0>();
+
+#pragma unroll
+  for (int mt = 0; mt < T::kMT; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < T::kNT; ++nt) {
+      const int64_t i0 = m0 + wm * T::kWarpM + mt * 16 + (lane >> 2);
+      const int64_t j0 = n0 + wn * T::kWarpN + nt * 8 + (lane & 3) * 2;
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int64_t i = i0 + h * 8, j = j0 + e;
+          if (i < p.M && j < p.N) store_out<OutT>(p.C, p.ldc, i, j, acc[mt][nt][h * 2 + e], accumulate);
+        }
+    }
+}
+
+template <class T, bool kAligned, class OutT>
+std::string launch_one(Args p, bool accumulate, cudaStream_t stream) {
+  auto kernel = gemm_exact_kernel<T, kAligned, OutT>;
+  static const cudaError_t attr = cudaFuncSetAttribute(
+      kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(T::kSmemBytes));
+  if (attr != cudaSuccess)
+    return std::string("cudaFuncSetAttribute failed: ") + cudaGetErrorString(attr);
+  const int64_t nm = (p.M + T::BM - 1) / T::BM, nn = (p.N + T::BN - 1) / T::BN;
+  if (nm * nn > int64_t(INT32_MAX) || nm * 8 * nn > int64_t(INT32_MAX))
+    return "the output needs more than 2^31 tiles";
+  p.num_m = int(nm);
+  p.num_n = int(nn);
+  kernel<<<unsigned(nm * nn), T::kThreads, T::kSmemBytes, stream>>>(p, accumulate);
+  const cudaError_t e = cudaGetLastError();
+  return e == cudaSuccess ? std::string() : std::string("launch failed: ") + cudaGetErrorString(e);
+}
+
+template <class T>
+std::string launch_tile(Args p, bool aligned, Elem c_t, bool accumulate, cudaStream_t s) {
+  if (c_t == Elem::F32)
+    return aligned ? launch_one<T, true, float>(p, accumulate, s)
+                   : launch_one<T, false, float>(p, accumulate, s);
+  return aligned ? launch_one<T, true, __nv_bfloat16>(p, accumulate, s)
+                 : launch_one<T, false, __nv_bfloat16>(p, accumulate, s);
+}
+
+enum class Pick { kSkinny16, kSkinny32, kSkinny64, kMid, kBig };
+Pick pick(int64_t M, int64_t N) {
+  if (M <= 16) return Pick::kSkinny16;
+  if (M <= 32) return Pick::kSkinny32;
+  if (M <= 64) return Pick::kSkinny64;
+  const int64_t big_tiles = ((M + 127) / 128) * ((N + 127) / 128);
+  return big_tiles >= sm_count() ? Pick::kBig : Pick::kMid;
+}
+
+}  // namespace
+
+const char* gemm_exact_config(int64_t M, int64_t N) {
+  switch (pick(M, N)) {
+    case Pick::kSkinny16: return "skinny 16x16x128";
+    case Pick::kSkinny32: return "skinny 32x16x128";
+    case Pick::kSkinny64: return "skinny 64x16x128";
+    case Pick::kMid: return "mid 64x64x32";
+    case Pick::kBig: return "big 128x128x32";
+  }
+  return "?";
+}
+
+std::string launch_gemm_exact(int64_t M, int64_t N, int64_t K, const bf16* A, int64_t lda,
+                       const bf16* W, int64_t ldw, Elem c_t, void* C, int64_t ldc,
+                       bool accumulate, void* stream) {
+  Args p{M, N, K, A, lda, W, ldw, C, ldc, 0, 0};
+  const bool aligned = K % 8 == 0 && lda % 8 == 0 && ldw % 8 == 0 &&
+                       reinterpret_cast<uintptr_t>(A) % 16 == 0 &&
+                       reinterpret_cast<uintptr_t>(W) % 16 == 0;
+  auto s = static_cast<cudaStream_t>(stream);
+  switch (pick(M, N)) {
+    case Pick::kSkinny16: return launch_tile<SkinnyTile<16>>(p, aligned, c_t, accumulate, s);
+    case Pick::kSkinny32: return launch_tile<SkinnyTile<32>>(p, aligned, c_t, accumulate, s);
+    case Pick::kSkinny64: return launch_tile<SkinnyTile<64>>(p, aligned, c_t, accumulate, s);
+    case Pick::kMid: return launch_tile<MidTile>(p, aligned, c_t, accumulate, s);
+    case Pick::kBig: return launch_tile<BigTile>(p, aligned, c_t, accumulate, s);
+  }
+  return "no tile configuration";
+}
+
+}  // namespace qarl::kernels::gpu::detail

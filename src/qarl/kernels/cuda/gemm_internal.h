@@ -1,0 +1,29 @@
+// Internal launchers behind gemm.h (gemm.cpp checks arguments and dispatches to these).
+// Defined only in CUDA builds: gemm_exact.cu and gemm_cublas.cpp.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "qarl/kernels/cuda/gemm.h"
+
+namespace qarl::kernels::gpu::detail {
+
+// The batch-invariant kernel (gemm_exact.cu); arguments already checked, M, N > 0.
+// Returns "" when launched, else what failed (the caller throws).
+std::string launch_gemm_exact(int64_t M, int64_t N, int64_t K, const bf16* A, int64_t lda,
+                       const bf16* W, int64_t ldw, Elem c_t, void* C, int64_t ldc,
+                       bool accumulate, void* stream);
+// Which tile configuration launch_gemm_exact uses for M x N ("big 128x128x32", ...), for
+// benchmark notes and tests.
+const char* gemm_exact_config(int64_t M, int64_t N);
+
+// cuBLAS (gemm_cublas.cpp), arguments already checked, output non-empty.
+void cublas_forward(int64_t M, int64_t N, int64_t K, const bf16* A, int64_t lda, const bf16* W,
+                    int64_t ldw, Elem c_t, void* C, int64_t ldc, bool accumulate, void* stream);
+void cublas_backward_data(int64_t M, int64_t N, int64_t K, const bf16* dC, int64_t lddc,
+                          const bf16* W, int64_t ldw, Elem da_t, void* dA, int64_t ldda,
+                          bool accumulate, void* stream);
+void cublas_backward_weight(int64_t M, int64_t N, int64_t K, const bf16* dC, int64_t lddc,
+                            const bf16* A, int64_t lda, float* dW, int64_t lddw, void* stream);
+
+}  // namespace qarl::kernels::gpu::detail

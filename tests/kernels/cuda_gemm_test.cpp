@@ -1,0 +1,330 @@
+// GPU matrix products (kernels/cuda/gemm.h) against a CPU double-precision reference on
+// bf16-rounded random inputs, both forward modes and the two backward products, odd shapes,
+// strided operands, F32/BF16 outputs, accumulate on/off, poisoned outputs; and the exact
+// mode's batch invariance, bitwise. GPU cases skip, with the reason, where no CUDA device is
+// usable (CI); the argument checks run everywhere.
+//
+// Error bound (per element, fp32 accumulation over a length-L dot product):
+//   |got - want| <= L * 2^-22 * sum_l |a_l w_l|  +  u_out * |want|
+// with want = old (if accumulating) + the exact dot product, u_out = 2^-8 for a BF16 output
+// (its rounding; RNE gives 2^-9, doubled for the fp32 error it rounds) and 2^-22 for F32.
+// (A rounding-to-nearest fp32 sum is within (L-1) * 2^-24 * sum|a_l w_l|; the 4x margin
+// leaves room for the tensor cores' internal alignment.)
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "qarl/core/error.h"
+#include "qarl/core/half.h"
+#include "qarl/kernels/cuda/device.h"
+#include "qarl/kernels/cuda/gemm.h"
+#include "test_util.h"
+
+namespace qarl {
+namespace {
+
+namespace gpu = kernels::gpu;
+using gpu::Elem;
+using gpu::GemmMode;
+
+#define SKIP_WITHOUT_GPU()                                                   \
+  do {                                                                       \
+    if (!gpu::available())                                                   \
+      GTEST_SKIP() << "no usable CUDA device: " << gpu::unavailable_reason(); \
+  } while (0)
+
+// bf16 bits of `n` random normal values (the inputs are exactly representable, so the
+// reference sees the same numbers as the GPU).
+std::vector<uint16_t> random_bf16(size_t n, float scale, uint64_t seed) {
+  std::vector<float> v = test::random_normal(n, scale, seed);
+  std::vector<uint16_t> b(n);
+  for (size_t i = 0; i < n; ++i) b[i] = f32_to_bf16(v[i]);
+  return b;
+}
+// A [rows, cols] matrix with row stride ld; the gap columns hold random junk (never read).
+std::vector<uint16_t> random_matrix(int64_t rows, int64_t cols, int64_t ld, float scale, uint64_t seed) {
+  return random_bf16(size_t(std::max<int64_t>(rows * ld, 1)), scale, seed);
+}
+
+template <class T>
+Tensor upload(const std::vector<T>& v) {
+  const DType dt = sizeof(T) == 4 ? DType::F32 : DType::BF16;
+  Tensor h = Tensor::empty({int64_t(v.size())}, dt);
+  std::memcpy(h.data(), v.data(), v.size() * sizeof(T));
+  return h.to_device(Device::CUDA);
+}
+template <class T>
+std::vector<T> download(const Tensor& d) {
+  Tensor h = d.to_device(Device::CPU);
+  std::vector<T> v(size_t(h.numel()));
+  std::memcpy(v.data(), h.data(), v.size() * sizeof(T));
+  return v;
+}
+const uint16_t* bf(const Tensor& t) { return static_cast<const uint16_t*>(t.data()); }
+
+// Exact products in double, with sum |a w| for the bound.
+struct Ref { std::vector<double> val, mag; };
+// out[i][j] = sum_l X[i*xs_i + l*xs_l] * Y[j*ys_j + l*ys_l], i < R, j < C, l < L.
+Ref dot_ref(int64_t R, int64_t C, int64_t L, const std::vector<uint16_t>& X, int64_t xs_i,
+            int64_t xs_l, const std::vector<uint16_t>& Y, int64_t ys_j, int64_t ys_l) {
+  std::vector<double> x(X.size()), y(Y.size());
+  for (size_t i = 0; i < X.size(); ++i) x[i] = bf16_to_f32(X[i]);
+  for (size_t i = 0; i < Y.size(); ++i) y[i] = bf16_to_f32(Y[i]);
+  Ref r{std::vector<double>(size_t(R * C)), std::vector<double>(size_t(R * C))};
+#pragma omp parallel for
+  for (int64_t i = 0; i < R; ++i)
+    for (int64_t j = 0; j < C; ++j) {
+      double s = 0, m = 0;
+      for (int64_t l = 0; l < L; ++l) {
+        double p = x[size_t(i * xs_i + l * xs_l)] * y[size_t(j * ys_j + l * ys_l)];
+        s += p;
+        m += std::fabs(p);
+      }
+      r.val[size_t(i * C + j)] = s;
+      r.mag[size_t(i * C + j)] = m;
+    }
+  return r;
+}
+
+// The output buffer [rows, ld]: old values (random, or NaN poison when not accumulating) in
+// the [rows, cols] part, NaN poison in the gap columns.
+std::vector<float> old_values(int64_t rows, int64_t cols, int64_t ld, bool accumulate, uint64_t seed) {
+  std::vector<float> v(size_t(std::max<int64_t>(rows * ld, 1)), std::nanf(""));
+  std::vector<float> r = test::random_normal(v.size(), 2.0f, seed);
+  if (accumulate)
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < cols; ++j) v[size_t(i * ld + j)] = r[size_t(i * ld + j)];
+  return v;
+}
+Tensor upload_out(const std::vector<float>& old, Elem t) {
+  if (t == Elem::F32) return upload(old);
+  std::vector<uint16_t> b(old.size());
+  for (size_t i = 0; i < old.size(); ++i) b[i] = std::isnan(old[i]) ? uint16_t(0xffff) : f32_to_bf16(old[i]);
+  return upload(b);
+}
+// The output as floats plus whether every gap element kept its poison bits.
+std::vector<float> download_out(const Tensor& d, Elem t) {
+  if (t == Elem::F32) return download<float>(d);
+  std::vector<uint16_t> b = download<uint16_t>(d);
+  std::vector<float> v(b.size());
+  for (size_t i = 0; i < b.size(); ++i) v[i] = bf16_to_f32(b[i]);
+  return v;
+}
+
+// Checks out[rows, cols] (stride ld) against old + ref within the stated bound, and that the
+// gap columns are untouched (NaN). Returns the largest |err| / bound seen.
+::testing::AssertionResult check_result(const std::vector<float>& got, const std::vector<float>& old_in,
+                                        Elem t, bool accumulate, const Ref& ref, int64_t rows,
+                                        int64_t cols, int64_t ld, int64_t L, double* worst) {
+  const double u_out = t == Elem::BF16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -22);
+  const double u_acc = double(L) * std::ldexp(1.0, -22);
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < ld; ++j) {
+      const float g = got[size_t(i * ld + j)];
+      if (j >= cols) {
+        if (!std::isnan(g))
+          return ::testing::AssertionFailure() << fmt::format("gap element ({}, {}) overwritten: {}", i, j, g);
+        continue;
+      }
+      double old = 0;
+      if (accumulate) old = t == Elem::BF16 ? round_bf16(old_in[size_t(i * ld + j)]) : old_in[size_t(i * ld + j)];
+      const double want = old + ref.val[size_t(i * cols + j)];
+      const double bound = u_acc * ref.mag[size_t(i * cols + j)] + u_out * std::fabs(want) + 1e-30;
+      const double e = std::fabs(double(g) - want);
+      if (!(e <= bound))
+        return ::testing::AssertionFailure()
+               << fmt::format("element ({}, {}): got {} want {} (|err| {:.3g} > bound {:.3g})", i, j, g,
+                              want, e, bound);
+      *worst = std::max(*worst, e / bound);
+    }
+  return ::testing::AssertionSuccess();
+}
+
+const int64_t kMs[] = {1, 7, 133};
+const int64_t kNs[] = {1, 77, 1000};
+const int64_t kKs[] = {16, 200, 1029};
+
+TEST(CudaGemm, RejectsBadArguments) {
+  EXPECT_STREQ(gpu::gemm_mode_name(GemmMode::kExact), "exact");
+  EXPECT_STREQ(gpu::gemm_mode_name(GemmMode::kFast), "fast");
+  EXPECT_EQ(gpu::parse_gemm_mode("exact"), GemmMode::kExact);
+  EXPECT_EQ(gpu::parse_gemm_mode("fast"), GemmMode::kFast);
+  EXPECT_THROW(gpu::parse_gemm_mode("cublas"), Error);
+  uint16_t a[64] = {};
+  float c[64] = {};
+  // Row strides shorter than a row, negative shapes, a bad output type: usage errors before
+  // anything reaches the device.
+  EXPECT_THROW(gpu::gemm_forward(GemmMode::kExact, 2, 2, 8, a, 4, a, 8, Elem::F32, c, 2, false, nullptr), Error);
+  EXPECT_THROW(gpu::gemm_forward(GemmMode::kFast, 2, 2, 8, a, 8, a, 8, Elem::F32, c, 1, false, nullptr), Error);
+  EXPECT_THROW(gpu::gemm_forward(GemmMode::kFast, -1, 2, 8, a, 8, a, 8, Elem::F32, c, 2, false, nullptr), Error);
+  EXPECT_THROW(gpu::gemm_forward(GemmMode::kFast, 2, 2, 8, a, 8, a, 8, Elem::F16, c, 2, false, nullptr), Error);
+  EXPECT_THROW(gpu::gemm_backward_data(2, 2, 8, a, 1, a, 8, Elem::F32, c, 8, false, nullptr), Error);
+  EXPECT_THROW(gpu::gemm_backward_weight(2, 2, 8, a, 2, a, 8, c, 4, nullptr), Error);
+  try {
+    gpu::gemm_forward(GemmMode::kExact, 2, 2, 8, a, 4, a, 8, Elem::F32, c, 2, false, nullptr);
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("stride"), std::string::npos) << e.what();
+  }
+  // M = 0 is a no-op even without a device.
+  EXPECT_NO_THROW(gpu::gemm_forward(GemmMode::kExact, 0, 2, 8, nullptr, 8, a, 8, Elem::F32, nullptr, 2, false, nullptr));
+}
+
+TEST(CudaGemm, ForwardMatchesReference) {
+  SKIP_WITHOUT_GPU();
+  const uint64_t seed = test::fresh_seed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  uint64_t k = 0;
+  double worst = 0;
+  for (int64_t M : kMs)
+    for (int64_t N : kNs)
+      for (int64_t K : kKs) {
+        // Row strides: tight, odd (the exact kernel's guarded path), aligned with a gap.
+        const int64_t lda = k % 3 == 0 ? K : k % 3 == 1 ? K + 3 : (K + 7) / 8 * 8 + 8;
+        const int64_t ldw = k % 2 == 0 ? K : (K + 7) / 8 * 8 + 16;
+        const int64_t ldc = k % 2 == 0 ? N : N + 5;
+        auto A = random_matrix(M, K, lda, 1.0f, seed + 100 * k + 1);
+        auto W = random_matrix(N, K, ldw, 0.1f, seed + 100 * k + 2);
+        const Ref ref = dot_ref(M, N, K, A, lda, 1, W, ldw, 1);
+        Tensor dA = upload(A), dW = upload(W);
+        std::vector<float> fast_f32, exact_f32;
+        for (GemmMode mode : {GemmMode::kFast, GemmMode::kExact})
+          for (Elem t : {Elem::F32, Elem::BF16})
+            for (bool acc : {false, true}) {
+              SCOPED_TRACE(fmt::format("{} M {} N {} K {} lda {} ldw {} ldc {} out {} accumulate {}",
+                                       gpu::gemm_mode_name(mode), M, N, K, lda, ldw, ldc,
+                                       t == Elem::F32 ? "F32" : "BF16", acc));
+              std::vector<float> old = old_values(M, N, ldc, acc, seed + 100 * k + 3);
+              Tensor dC = upload_out(old, t);
+              gpu::gemm_forward(mode, M, N, K, bf(dA), lda, bf(dW), ldw, t, dC.data(), ldc, acc, nullptr);
+              std::vector<float> got = download_out(dC, t);
+              ASSERT_TRUE(check_result(got, old, t, acc, ref, M, N, ldc, K, &worst));
+              if (t == Elem::F32 && !acc) (mode == GemmMode::kFast ? fast_f32 : exact_f32) = got;
+            }
+        // The two modes agree within twice the accumulation bound.
+        for (int64_t i = 0; i < M; ++i)
+          for (int64_t j = 0; j < N; ++j) {
+            const size_t o = size_t(i * ldc + j);
+            const double bound = 2 * double(K) * std::ldexp(1.0, -22) * ref.mag[size_t(i * N + j)] + 1e-30;
+            ASSERT_LE(std::fabs(double(fast_f32[o]) - exact_f32[o]), bound)
+                << fmt::format("fast vs exact at ({}, {}), M {} N {} K {}", i, j, M, N, K);
+          }
+        ++k;
+      }
+  std::printf("forward: worst |err| / bound %.3f\n", worst);
+}
+
+TEST(CudaGemm, BackwardDataMatchesReference) {
+  SKIP_WITHOUT_GPU();
+  const uint64_t seed = test::fresh_seed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  uint64_t k = 0;
+  double worst = 0;
+  for (int64_t M : kMs)
+    for (int64_t N : kNs)
+      for (int64_t K : kKs) {
+        const int64_t lddc = k % 2 == 0 ? N : N + 3;
+        const int64_t ldw = k % 3 == 0 ? K : K + 5;
+        const int64_t ldda = k % 2 == 1 ? K : K + 7;
+        auto G = random_matrix(M, N, lddc, 1.0f, seed + 100 * k + 1);
+        auto W = random_matrix(N, K, ldw, 0.1f, seed + 100 * k + 2);
+        // dA[m][k] = sum_n dC[m][n] W[n][k]
+        const Ref ref = dot_ref(M, K, N, G, lddc, 1, W, 1, ldw);
+        Tensor dG = upload(G), dW = upload(W);
+        for (Elem t : {Elem::F32, Elem::BF16})
+          for (bool acc : {false, true}) {
+            SCOPED_TRACE(fmt::format("M {} N {} K {} lddc {} ldw {} ldda {} out {} accumulate {}", M, N,
+                                     K, lddc, ldw, ldda, t == Elem::F32 ? "F32" : "BF16", acc));
+            std::vector<float> old = old_values(M, K, ldda, acc, seed + 100 * k + 3);
+            Tensor out = upload_out(old, t);
+            gpu::gemm_backward_data(M, N, K, bf(dG), lddc, bf(dW), ldw, t, out.data(), ldda, acc, nullptr);
+            ASSERT_TRUE(check_result(download_out(out, t), old, t, acc, ref, M, K, ldda, N, &worst));
+          }
+        ++k;
+      }
+  std::printf("backward data: worst |err| / bound %.3f\n", worst);
+}
+
+TEST(CudaGemm, BackwardWeightMatchesReference) {
+  SKIP_WITHOUT_GPU();
+  const uint64_t seed = test::fresh_seed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  uint64_t k = 0;
+  double worst = 0;
+  for (int64_t M : kMs)
+    for (int64_t N : kNs)
+      for (int64_t K : kKs) {
+        const int64_t lddc = k % 2 == 0 ? N : N + 3;
+        const int64_t lda = k % 3 == 0 ? K : K + 5;
+        const int64_t lddw = k % 2 == 1 ? K : K + 7;
+        SCOPED_TRACE(fmt::format("M {} N {} K {} lddc {} lda {} lddw {}", M, N, K, lddc, lda, lddw));
+        auto G = random_matrix(M, N, lddc, 1.0f, seed + 100 * k + 1);
+        auto A = random_matrix(M, K, lda, 1.0f, seed + 100 * k + 2);
+        // dW[n][k] += sum_m dC[m][n] A[m][k]
+        const Ref ref = dot_ref(N, K, M, G, 1, lddc, A, 1, lda);
+        std::vector<float> old = old_values(N, K, lddw, true, seed + 100 * k + 3);
+        Tensor dG = upload(G), dA = upload(A), dW = upload(old);
+        gpu::gemm_backward_weight(M, N, K, bf(dG), lddc, bf(dA), lda, static_cast<float*>(dW.data()),
+                                  lddw, nullptr);
+        ASSERT_TRUE(check_result(download<float>(dW), old, Elem::F32, true, ref, N, K, lddw, M, &worst));
+        ++k;
+      }
+  std::printf("backward weight: worst |err| / bound %.3f\n", worst);
+}
+
+// Row r of C from the exact kernel is the same bits whether row r is computed alone (M = 1)
+// or at any position of a 20-, 37-, 1000- or 4100-row A with random other rows; this covers
+// every tile configuration (skinny 16/32/64 rows, mid 64x64, big 128x128) and both load
+// paths (K = 1024 with 16-byte aligned rows; K = 1029, odd strides).
+TEST(CudaGemm, ExactIsBatchInvariant) {
+  SKIP_WITHOUT_GPU();
+  const uint64_t seed = test::fresh_seed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  std::mt19937_64 rng(seed);
+  constexpr int kRows = 6;
+  struct Shape3 { int64_t N, K, lda; };
+  const Shape3 shapes[] = {{77, 1024, 1024}, {2200, 1024, 1032}, {300, 1029, 1029}, {2200, 1029, 1031}};
+  for (const Shape3& s : shapes) {
+    const int64_t N = s.N, K = s.K, lda = s.lda;
+    auto W = random_matrix(N, K, K, 0.1f, rng());
+    Tensor dW = upload(W);
+    auto rows = random_matrix(kRows, K, K, 1.0f, rng());
+    // Each target row alone.
+    std::vector<std::vector<float>> alone(kRows);
+    for (int r = 0; r < kRows; ++r) {
+      std::vector<uint16_t> one(rows.begin() + r * K, rows.begin() + (r + 1) * K);
+      Tensor dA = upload(one);
+      Tensor dC = upload(std::vector<float>(size_t(N), std::nanf("")));
+      gpu::gemm_forward(GemmMode::kExact, 1, N, K, bf(dA), K, bf(dW), K, Elem::F32, dC.data(), N, false, nullptr);
+      alone[size_t(r)] = download<float>(dC);
+    }
+    for (int64_t M : {int64_t(20), int64_t(37), int64_t(1000), int64_t(4100)}) {
+      SCOPED_TRACE(fmt::format("N {} K {} lda {} M {}", N, K, lda, M));
+      auto A = random_matrix(M, K, lda, 1.0f, rng());
+      std::vector<int64_t> pos(static_cast<size_t>(M));
+      std::iota(pos.begin(), pos.end(), 0);
+      std::shuffle(pos.begin(), pos.end(), rng);
+      for (int r = 0; r < kRows; ++r)
+        std::copy(rows.begin() + r * K, rows.begin() + (r + 1) * K, A.begin() + pos[size_t(r)] * lda);
+      Tensor dA = upload(A);
+      Tensor dC = upload(std::vector<float>(size_t(M * N), std::nanf("")));
+      gpu::gemm_forward(GemmMode::kExact, M, N, K, bf(dA), lda, bf(dW), K, Elem::F32, dC.data(), N, false, nullptr);
+      std::vector<float> C = download<float>(dC);
+      for (int r = 0; r < kRows; ++r)
+        for (int64_t j = 0; j < N; ++j) {
+          const float a = alone[size_t(r)][size_t(j)], b = C[size_t(pos[size_t(r)] * N + j)];
+          ASSERT_EQ(std::memcmp(&a, &b, 4), 0)
+              << fmt::format("row {} (at {}) column {}: alone {} vs in batch {}", r, pos[size_t(r)], j, a, b);
+        }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace qarl
