@@ -54,6 +54,12 @@ void with_handle(void* stream, const std::string& what, Fn fn) {
     cublasStatus_t s = cublasCreate(&hd);
     if (s != CUBLAS_STATUS_SUCCESS)
       throw runtime_err("{}: cublasCreate failed: {}", what, cublasGetStatusString(s));
+    // Reductions (split-K) in fp32, never in a bf16 output type: without this, cuBLAS's
+    // bf16-output products were off by ~2^-12 of sum |a w| on the H200 (the test's bound).
+    s = cublasSetMathMode(hd, cublasMath_t(CUBLAS_DEFAULT_MATH |
+                                           CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION));
+    if (s != CUBLAS_STATUS_SUCCESS)
+      throw runtime_err("{}: cublasSetMathMode failed: {}", what, cublasGetStatusString(s));
     it = h.handle.emplace(dev, hd).first;
   }
   void*& ws = h.workspace[{dev, stream}];
