@@ -19,6 +19,7 @@ const Registry& builtin_registry() {
     Registry reg;
     add_fake_quant_benchmarks(reg);
     add_gemm_benchmarks(reg);
+    add_attention_benchmarks(reg);
     return reg;
   }();
   return r;

@@ -64,5 +64,6 @@ double time_median_cpu_s(const std::function<void()>& fn, int warmup, int reps);
 // The component entry points that builtin_registry() calls.
 void add_fake_quant_benchmarks(Registry& r);
 void add_gemm_benchmarks(Registry& r);  // gemm_cases.cpp
+void add_attention_benchmarks(Registry& r);  // CUDA builds only (no-op otherwise)
 
 }  // namespace qarl::perf

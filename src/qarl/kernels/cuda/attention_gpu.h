@@ -9,6 +9,7 @@
 // pages live and the KV storage block size do not change one bit of the output.
 // Tests: tests/kernels/cuda_attention_test.cpp. Launches are asynchronous on `stream`.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 

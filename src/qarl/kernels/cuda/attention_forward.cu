@@ -1,0 +1,259 @@
+// The paged causal GQA forward (attention_gpu.h) on tensor cores: FlashAttention-2 style,
+// mma.sync m16n8k16 bf16 with fp32 accumulation and an fp32 online softmax (base 2).
+//
+// Batch invariance: one CTA takes a tile of up to 64 (query row, q head) pairs of one
+// sequence and one KV head (host plan: attention_workspace.cpp). Every tile row is computed
+// by the same instructions whatever its place in the tile: its scores come from its own mma
+// row, keys are visited in blocks of 64 aligned to absolute key index, blocks are summed in
+// increasing order, row max / row sum are reduced over the four lanes of a quad in a fixed
+// order. Keys past a row's position get score -inf, so a block wholly past it has block max
+// -inf, correction exp2(0) = 1 and P = 0: it changes neither l nor the accumulator. Keys past
+// the tile's last position are zero-filled in shared memory (never read from the pool), so
+// garbage there cannot turn 0 * V into NaN. Hence a decode row alone in its tile gets the
+// very bits it gets inside a long prefill tile.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "qarl/kernels/cuda/attention_internal.h"
+#include "qarl/kernels/cuda/launch.h"
+
+namespace qarl::kernels::gpu::attn {
+namespace {
+
+constexpr int kThreads = 128;  // 4 warps, 16 tile rows each
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (lo) at the lower address
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+
+__device__ __forceinline__ void mma_bf16(float c[4], const uint32_t a[4], uint32_t b0,
+                                         uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  const int n = valid ? 16 : 0;  // 0: zero-fill, nothing read
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(n));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void* smem) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+}
+
+template <int D>
+constexpr size_t smem_bytes() {
+  return size_t(2) * 2 * kKeyBlock * (D + 8) * sizeof(uint16_t);  // 2 stages x (K, V)
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    attn_fwd(const Tile* __restrict__ tiles, const bf16* __restrict__ q, int64_t q_stride,
+             PagedKV kv, int group, float scale_log2, bf16* __restrict__ out,
+             int64_t out_stride, float* __restrict__ lse) {
+  constexpr int LDS = D + 8;  // smem row stride (elements): conflict-free fragment loads
+  constexpr int KT = D / 16;  // k-steps of Q K^T
+  constexpr int NT = D / 8;   // n-tiles of the output
+  constexpr int NS = kKeyBlock / 8;  // n-tiles of a score block
+  extern __shared__ __align__(16) uint16_t smem[];
+
+  const Tile t = tiles[blockIdx.x];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+  const int n_heads = kv.n_kv_heads * group;
+  const int n_m = t.n_rows * group;  // valid tile rows
+
+  // This thread's two tile rows: warp*16 + g and + 8 (the mma C-fragment rows).
+  int pos[2];
+  bool valid[2];
+  int64_t row[2];
+  int head[2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int m = warp * 16 + g + 8 * i;
+    valid[i] = m < n_m;
+    const int rl = valid[i] ? m / group : 0;
+    pos[i] = t.first_pos + rl;
+    row[i] = int64_t(t.first_row) + rl;
+    head[i] = t.kv_head * group + (valid[i] ? m % group : 0);
+  }
+  const int last_pos = t.first_pos + t.n_rows - 1;
+  const int n_kb = last_pos / kKeyBlock + 1;
+  const int warp_last_m = min(warp * 16 + 15, n_m - 1);
+  const int warp_kb =
+      warp_last_m >= warp * 16 ? (t.first_pos + warp_last_m / group) / kKeyBlock + 1 : 0;
+
+  // Q as A fragments, straight from global memory (read once per tile).
+  uint32_t qf[KT][4];
+#pragma unroll
+  for (int kk = 0; kk < KT; ++kk)
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const bf16* qr = q + row[i] * q_stride + int64_t(head[i]) * D + kk * 16 + 2 * tq;
+      qf[kk][i] = valid[i] ? *reinterpret_cast<const uint32_t*>(qr) : 0u;
+      qf[kk][2 + i] = valid[i] ? *reinterpret_cast<const uint32_t*>(qr + 8) : 0u;
+    }
+
+  const int64_t W = int64_t(kv.n_kv_heads) * D;  // pool row width
+  const int32_t* bt = kv.block_table + int64_t(t.seq) * kv.max_blocks_per_seq;
+  auto load_block = [&](int kb, int st) {
+    uint16_t* ks = smem + st * 2 * kKeyBlock * LDS;
+    uint16_t* vs = ks + kKeyBlock * LDS;
+    constexpr int CH = D / 8;  // 16-byte chunks per row
+    for (int c = threadIdx.x; c < kKeyBlock * CH; c += kThreads) {
+      const int r = c / CH, col = (c % CH) * 8, key = kb * kKeyBlock + r;
+      const bool ok = key <= last_pos;
+      const bf16* ksrc = kv.k_pool;
+      const bf16* vsrc = kv.v_pool;
+      if (ok) {
+        const int64_t off =
+            (int64_t(bt[key / kv.block_size]) * kv.block_size + key % kv.block_size) * W +
+            int64_t(t.kv_head) * D + col;
+        ksrc += off;
+        vsrc += off;
+      }
+      cp_async16(ks + r * LDS + col, ksrc, ok);
+      cp_async16(vs + r * LDS + col, vsrc, ok);
+    }
+    cp_async_commit();
+  };
+
+  float o[NT][4];
+#pragma unroll
+  for (int n = 0; n < NT; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
+
+  load_block(0, 0);
+  for (int kb = 0; kb < n_kb; ++kb) {
+    if (kb + 1 < n_kb) {
+      load_block(kb + 1, (kb + 1) & 1);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    if (kb < warp_kb) {
+      const uint16_t* ks = smem + (kb & 1) * 2 * kKeyBlock * LDS;
+      const uint16_t* vs = ks + kKeyBlock * LDS;
+      float s[NS][4];
+#pragma unroll
+      for (int n = 0; n < NS; ++n) {
+        s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+        const uint16_t* kr = ks + (n * 8 + g) * LDS + 2 * tq;
+#pragma unroll
+        for (int kk = 0; kk < KT; ++kk)
+          mma_bf16(s[n], qf[kk], *reinterpret_cast<const uint32_t*>(kr + kk * 16),
+                   *reinterpret_cast<const uint32_t*>(kr + kk * 16 + 8));
+      }
+      float bm[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+      for (int n = 0; n < NS; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int i = e >> 1, key = kb * kKeyBlock + n * 8 + 2 * tq + (e & 1);
+          const float x = key <= pos[i] ? s[n][e] * scale_log2 : -INFINITY;
+          s[n][e] = x;
+          bm[i] = fmaxf(bm[i], x);
+        }
+      float mn[2], corr[2], bl[2] = {0.0f, 0.0f};
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        bm[i] = fmaxf(bm[i], __shfl_xor_sync(0xffffffffu, bm[i], 1));
+        bm[i] = fmaxf(bm[i], __shfl_xor_sync(0xffffffffu, bm[i], 2));
+        mn[i] = fmaxf(m_run[i], bm[i]);
+        corr[i] = exp2f(m_run[i] - mn[i]);  // 0 on the first block, 1 on a masked one
+      }
+      uint32_t pf[kKeyBlock / 16][4];
+#pragma unroll
+      for (int n = 0; n < NS; ++n) {
+        float p[4];
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          p[e] = exp2f(s[n][e] - mn[e >> 1]);
+          bl[e >> 1] += p[e];
+        }
+        pf[n >> 1][(n & 1) * 2 + 0] = pack_bf16(p[0], p[1]);
+        pf[n >> 1][(n & 1) * 2 + 1] = pack_bf16(p[2], p[3]);
+      }
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        bl[i] += __shfl_xor_sync(0xffffffffu, bl[i], 1);
+        bl[i] += __shfl_xor_sync(0xffffffffu, bl[i], 2);
+        l_run[i] = l_run[i] * corr[i] + bl[i];
+        m_run[i] = mn[i];
+      }
+#pragma unroll
+      for (int n = 0; n < NT; ++n) {
+        o[n][0] *= corr[0];
+        o[n][1] *= corr[0];
+        o[n][2] *= corr[1];
+        o[n][3] *= corr[1];
+      }
+#pragma unroll
+      for (int j = 0; j < kKeyBlock / 16; ++j)
+#pragma unroll
+        for (int np = 0; np < NT / 2; ++np) {
+          uint32_t r[4];
+          ldmatrix_x4_trans(r, vs + (j * 16 + (lane & 15)) * LDS + np * 16 + (lane >> 4) * 8);
+          mma_bf16(o[2 * np], pf[j], r[0], r[1]);
+          mma_bf16(o[2 * np + 1], pf[j], r[2], r[3]);
+        }
+    }
+    __syncthreads();  // this stage is refilled by the next iteration's prefetch
+  }
+
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    if (!valid[i]) continue;
+    const float inv = 1.0f / l_run[i];
+    bf16* orow = out + row[i] * out_stride + int64_t(head[i]) * D + 2 * tq;
+#pragma unroll
+    for (int n = 0; n < NT; ++n)
+      *reinterpret_cast<uint32_t*>(orow + n * 8) =
+          pack_bf16(o[n][2 * i] * inv, o[n][2 * i + 1] * inv);
+    if (lse && tq == 0)
+      lse[row[i] * n_heads + head[i]] = (m_run[i] + log2f(l_run[i])) * 0.693147180559945309f;
+  }
+}
+
+template <int D>
+void launch(const Tile* tiles, int n_tiles, const bf16* q, int64_t q_stride, const PagedKV& kv,
+            int group, float scale_log2, bf16* out, int64_t out_stride, float* lse,
+            cudaStream_t st) {
+  constexpr size_t smem = smem_bytes<D>();
+  cudaFuncSetAttribute(attn_fwd<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  attn_fwd<D><<<n_tiles, kThreads, smem, st>>>(tiles, q, q_stride, kv, group, scale_log2, out,
+                                               out_stride, lse);
+}
+
+}  // namespace
+
+void launch_forward_tiles(const Tile* tiles, int n_tiles, const bf16* q, int64_t q_stride,
+                          const PagedKV& kv, int group, float scale, bf16* out,
+                          int64_t out_stride, float* lse, void* stream) {
+  if (n_tiles == 0) return;
+  const float scale_log2 = float(double(scale) * 1.4426950408889634);
+  auto st = static_cast<cudaStream_t>(stream);
+  if (kv.head_dim == 128)
+    launch<128>(tiles, n_tiles, q, q_stride, kv, group, scale_log2, out, out_stride, lse, st);
+  else
+    launch<64>(tiles, n_tiles, q, q_stride, kv, group, scale_log2, out, out_stride, lse, st);
+  check_last_launch("attention forward");
+}
+
+}  // namespace qarl::kernels::gpu::attn

@@ -1,0 +1,135 @@
+// `qarl bench` cases for the CUDA paged attention (kernels/cuda/attention_gpu.h): the forward
+// at the training shape (8 x 1024 tokens, Qwen3-0.6B heads 16/8, hd 128) in TFLOP/s of causal
+// work (4 * T^2/2 * hd * heads per sequence), the cuBLAS backward at the same shape (counted
+// as 2.5x the forward's FLOPs, the usual convention), and decode steps (one row per sequence
+// at context 1024, batch 1 and 64) in GB/s of K/V read. The bench table's GB/s column is the
+// case's `bytes` (q, K/V and out once) per second; the note carries TFLOP/s.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "qarl/core/error.h"
+#include "qarl/core/rng.h"
+#include "qarl/core/tensor.h"
+#include "qarl/kernels/cuda/attention_gpu.h"
+#include "qarl/kernels/cuda/device.h"
+#include "qarl/perf/registry.h"
+
+namespace qarl::perf {
+namespace {
+
+#ifdef QARL_HAVE_CUDA
+namespace gpu = kernels::gpu;
+
+constexpr int kHeads = 16, kKvHeads = 8, kHd = 128, kBlock = 16;
+
+Tensor random_bf16_device(int64_t n, uint64_t seed) {
+  std::vector<float> v(static_cast<size_t>(n));
+  CounterRng rng(seed, 0);
+  for (int64_t i = 0; i < n; ++i) v[size_t(i)] = 2.0f * rng.uniform(0, uint64_t(i)) - 1.0f;
+  return Tensor::from_f32(v, {n}, DType::BF16).to_device(Device::CUDA);
+}
+
+// n_seqs sequences of ctx tokens each in a pool with an identity block table.
+struct Setup {
+  Tensor k, v, table;
+  gpu::PagedKV kv;
+  Setup(int n_seqs, int ctx) {
+    const int mbps = (ctx + kBlock - 1) / kBlock;
+    const int64_t rows = int64_t(n_seqs) * mbps * kBlock;
+    k = random_bf16_device(rows * kKvHeads * kHd, 1);
+    v = random_bf16_device(rows * kKvHeads * kHd, 2);
+    Tensor t = Tensor::empty({int64_t(n_seqs) * mbps}, DType::I32);
+    for (int64_t i = 0; i < t.numel(); ++i) t.data_as<int32_t>()[i] = int32_t(i);
+    table = t.to_device(Device::CUDA);
+    kv.k_pool = k.data_as<gpu::bf16>();
+    kv.v_pool = v.data_as<gpu::bf16>();
+    kv.block_table = table.data_as<int32_t>();
+    kv.block_size = kBlock;
+    kv.max_blocks_per_seq = mbps;
+    kv.n_kv_heads = kKvHeads;
+    kv.head_dim = kHd;
+  }
+};
+
+std::vector<Result> run_cuda(const Options& opt) {
+  const int reps = opt.reps ? opt.reps : opt.quick ? 3 : 20;
+  const int n_train = opt.quick ? 2 : 8, T = 1024;
+  const float scale = 1.0f / std::sqrt(float(kHd));
+  const int64_t w = int64_t(kHeads) * kHd, kw = int64_t(kKvHeads) * kHd;
+  std::vector<Result> out;
+  gpu::AttentionWorkspace ws;
+  {  // training forward and backward
+    Setup s(n_train, T);
+    const int64_t R = int64_t(n_train) * T;
+    Tensor q = random_bf16_device(R * w, 3), o = Tensor::empty({R * w}, DType::BF16, Device::CUDA);
+    Tensor lse = Tensor::empty({R * kHeads}, DType::F32, Device::CUDA);
+    std::vector<gpu::AttnSegment> segs;
+    for (int i = 0; i < n_train; ++i) segs.push_back({i, i * T, T, 0});
+    auto fwd = [&] {
+      gpu::attention_forward(q.data_as<gpu::bf16>(), w, segs, s.kv, kHeads, scale,
+                             o.data_as<gpu::bf16>(), w, lse.data_as<float>(), ws, nullptr);
+    };
+    const double flops = double(n_train) * 4.0 * (double(T) * T / 2) * kHd * kHeads;
+    const double bytes = 2.0 * (2.0 * R * w + 2.0 * R * kw);
+    const std::string shape = fmt::format("[{}x{}] 16/8 hd128", n_train, T);
+    double sec = gpu::time_median_s(fwd, 2, reps);
+    out.push_back({"attn_fwd_train", "BF16", shape, sec, bytes, flops,
+                   fmt::format("{:.1f} TFLOP/s causal (mma.sync)", flops / sec / 1e12)});
+    // Backward on the pool viewed as contiguous K/V (identity table: sequence i at row i*T).
+    Tensor dout = random_bf16_device(R * w, 4);
+    Tensor dq = Tensor::empty({R * w}, DType::F32, Device::CUDA);
+    Tensor dk = Tensor::empty({R * kw}, DType::F32, Device::CUDA);
+    Tensor dv = Tensor::empty({R * kw}, DType::F32, Device::CUDA);
+    std::vector<int64_t> kv_rows;
+    for (int i = 0; i < n_train; ++i) kv_rows.push_back(int64_t(i) * T);
+    auto bwd = [&] {
+      gpu::attention_backward(segs, kv_rows, q.data_as<gpu::bf16>(), w, s.kv.k_pool,
+                              s.kv.v_pool, kw, o.data_as<gpu::bf16>(),
+                              dout.data_as<gpu::bf16>(), w, lse.data_as<float>(), kHeads,
+                              kKvHeads, kHd, scale, dq.data_as<float>(), w,
+                              dk.data_as<float>(), dv.data_as<float>(), kw, ws, nullptr);
+    };
+    sec = gpu::time_median_s(bwd, 1, std::max(3, reps / 4));
+    const double bwd_bytes = 2.0 * (3.0 * R * w + 2.0 * R * kw) + 4.0 * (R * w + 2.0 * R * kw);
+    out.push_back({"attn_bwd_train", "BF16", shape, sec, bwd_bytes, 2.5 * flops,
+                   fmt::format("{:.1f} TFLOP/s (2.5x causal fwd; cuBLAS fp32, simple form)",
+                               2.5 * flops / sec / 1e12)});
+  }
+  for (int batch : {1, 64}) {  // decode: one row per sequence at position T-1
+    Setup s(batch, T);
+    Tensor q = random_bf16_device(int64_t(batch) * w, 5);
+    Tensor o = Tensor::empty({int64_t(batch) * w}, DType::BF16, Device::CUDA);
+    Tensor lse = Tensor::empty({int64_t(batch) * kHeads}, DType::F32, Device::CUDA);
+    std::vector<gpu::AttnSegment> segs;
+    for (int i = 0; i < batch; ++i) segs.push_back({i, i, 1, T - 1});
+    auto dec = [&] {
+      gpu::attention_forward(q.data_as<gpu::bf16>(), w, segs, s.kv, kHeads, scale,
+                             o.data_as<gpu::bf16>(), w, lse.data_as<float>(), ws, nullptr);
+    };
+    const double sec = gpu::time_median_s(dec, 3, opt.quick ? 5 : 50);
+    const double kv_bytes = double(batch) * 2.0 * T * kw * 2;
+    out.push_back({fmt::format("attn_decode_b{}", batch), "BF16",
+                   fmt::format("[{}x1] ctx {}", batch, T), sec, kv_bytes, 0,
+                   "bytes = K/V read; includes the host tile plan + upload"});
+  }
+  return out;
+}
+#endif
+
+}  // namespace
+
+void add_attention_benchmarks(Registry& r) {
+#ifdef QARL_HAVE_CUDA
+  r.add({"attention", Backend::CUDA,
+         "paged causal GQA: training forward/backward 8x1024 (16/8 heads, hd 128), decode "
+         "at context 1024 (batch 1, 64)",
+         run_cuda});
+#else
+  (void)r;
+#endif
+}
+
+}  // namespace qarl::perf
