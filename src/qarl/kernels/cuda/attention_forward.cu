@@ -236,7 +236,11 @@ void launch(const Tile* tiles, int n_tiles, const bf16* q, int64_t q_stride, con
             int group, float scale_log2, bf16* out, int64_t out_stride, float* lse,
             cudaStream_t st) {
   constexpr size_t smem = smem_bytes<D>();
-  cudaFuncSetAttribute(attn_fwd<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  static const bool opted_in = [] {  // > 48 KiB of dynamic shared memory: once per process
+    cudaFuncSetAttribute(attn_fwd<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+    return true;
+  }();
+  (void)opted_in;
   attn_fwd<D><<<n_tiles, kThreads, smem, st>>>(tiles, q, q_stride, kv, group, scale_log2, out,
                                                out_stride, lse);
 }
