@@ -236,11 +236,14 @@ void launch(const Tile* tiles, int n_tiles, const bf16* q, int64_t q_stride, con
             int group, float scale_log2, bf16* out, int64_t out_stride, float* lse,
             cudaStream_t st) {
   constexpr size_t smem = smem_bytes<D>();
-  static const bool opted_in = [] {  // > 48 KiB of dynamic shared memory: once per process
+  // > 48 KiB of dynamic shared memory needs an opt-in, once per device.
+  static bool opted_in[64] = {};
+  int dev = 0;
+  cudaGetDevice(&dev);
+  if (dev < 0 || dev >= 64 || !opted_in[dev]) {
     cudaFuncSetAttribute(attn_fwd<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-    return true;
-  }();
-  (void)opted_in;
+    if (dev >= 0 && dev < 64) opted_in[dev] = true;
+  }
   attn_fwd<D><<<n_tiles, kThreads, smem, st>>>(tiles, q, q_stride, kv, group, scale_log2, out,
                                                out_stride, lse);
 }
