@@ -14,6 +14,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 
@@ -237,7 +238,7 @@ void launch(const Tile* tiles, int n_tiles, const bf16* q, int64_t q_stride, con
             cudaStream_t st) {
   constexpr size_t smem = smem_bytes<D>();
   // > 48 KiB of dynamic shared memory needs an opt-in, once per device.
-  static bool opted_in[64] = {};
+  static std::atomic<bool> opted_in[64];
   int dev = 0;
   cudaGetDevice(&dev);
   if (dev < 0 || dev >= 64 || !opted_in[dev]) {
