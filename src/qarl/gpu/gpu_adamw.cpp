@@ -1,0 +1,60 @@
+#include "qarl/gpu/gpu_adamw.h"
+
+#include <cmath>
+
+#include <cuda_runtime.h>
+
+#include "qarl/core/error.h"
+#include "qarl/kernels/cuda/model_ops.h"
+
+namespace qarl::gpu {
+namespace kg = kernels::gpu;
+
+GpuAdamW::GpuAdamW(GpuModel& m, train::AdamWOptions o) : m_(m), o_(o) {
+  train::AdamW validate(o);  // the same option checks as the CPU optimizer
+  for (const auto& name : m.param_names()) {
+    const Tensor p = m.master(name);
+    moments_[name] = {Tensor::zeros(p.shape(), DType::F32, Device::CUDA),
+                      Tensor::zeros(p.shape(), DType::F32, Device::CUDA)};
+  }
+}
+
+double GpuAdamW::grad_norm(const GpuGrads& g) const {
+  Tensor acc = Tensor::zeros({1}, DType::F64, Device::CUDA);
+  for (const Tensor& t : g.buffers)
+    kg::launch_sum_squares(t.data_as<float>(), t.numel(), acc.data_as<double>(), nullptr);
+  kg::check_last_launch("gradient norm");
+  return std::sqrt(acc.to_f64_vector()[0]);
+}
+
+double GpuAdamW::clip(GpuGrads& g, double max_norm) const {
+  const double n = grad_norm(g);
+  if (max_norm > 0 && n > max_norm && std::isfinite(n)) {
+    const float s = float(max_norm / (n + 1e-6));
+    for (const Tensor& t : g.buffers) kg::launch_scale(t.data_as<float>(), t.numel(), s, nullptr);
+    kg::check_last_launch("gradient clipping");
+  }
+  return n;
+}
+
+void GpuAdamW::step(const GpuGrads& g, double lr) {
+  ++step_;
+  const double b1 = o_.beta1, b2 = o_.beta2;
+  kg::AdamWScalars s{};
+  s.beta1 = b1;
+  s.beta2 = b2;
+  s.eps = o_.eps;
+  s.step_size = lr / (1.0 - std::pow(b1, double(step_)));
+  s.bc2_sqrt = std::sqrt(1.0 - std::pow(b2, double(step_)));
+  for (const auto& name : m_.param_names()) {
+    const Tensor p = m_.master(name);
+    auto& [mm, vv] = moments_.at(name);
+    s.decay = lr * o_.weight_decay;  // every parameter, as the CPU trainer registers them
+    kg::launch_adamw_step(p.data_as<float>(), mm.data_as<float>(), vv.data_as<float>(),
+                          g.by_name.at(name).data_as<float>(), p.numel(), s,
+                          static_cast<kg::bf16*>(m_.working_of(name)), nullptr);
+  }
+  kg::check_last_launch("AdamW step");
+}
+
+}  // namespace qarl::gpu

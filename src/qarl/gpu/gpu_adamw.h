@@ -1,0 +1,32 @@
+// AdamW on the device over the GPU model's fp32 masters: train::AdamW's formula and
+// arithmetic (one update is bitwise equal to the CPU optimizer's on the same inputs), plus
+// the bf16 working copies refreshed in the same pass. Global-norm gradient clipping.
+#pragma once
+#include <map>
+#include <string>
+
+#include "qarl/core/tensor.h"
+#include "qarl/gpu/gpu_model.h"
+#include "qarl/gpu/train_state.h"
+#include "qarl/train/adamw.h"
+
+namespace qarl::gpu {
+
+class GpuAdamW {
+ public:
+  GpuAdamW(GpuModel& m, train::AdamWOptions o = {});
+  // Global L2 norm of all gradients (computed on the device, fp64 accumulation).
+  double grad_norm(const GpuGrads& g) const;
+  // Scales the gradients so their global norm is at most max_norm; returns the norm before.
+  double clip(GpuGrads& g, double max_norm) const;
+  void step(const GpuGrads& g, double lr);
+  int64_t step_count() const { return step_; }
+
+ private:
+  GpuModel& m_;
+  train::AdamWOptions o_;
+  int64_t step_ = 0;
+  std::map<std::string, std::pair<Tensor, Tensor>> moments_;  // exp_avg, exp_avg_sq
+};
+
+}  // namespace qarl::gpu

@@ -1,0 +1,183 @@
+// The GPU model's backward (the hand-written CPU backward of qarl/model/train.cpp, op for op),
+// in mixed precision: bf16 into and out of the GEMMs, fp32 residual gradient, fp32 parameter
+// gradients accumulated by cuBLAS.
+#include <cmath>
+
+#include <cuda_runtime.h>
+
+#include "qarl/core/error.h"
+#include "qarl/gpu/train_state.h"
+#include "qarl/kernels/cuda/attention_gpu.h"
+#include "qarl/kernels/cuda/fake_quant.h"
+#include "qarl/kernels/cuda/gemm.h"
+#include "qarl/kernels/cuda/model_ops.h"
+
+namespace qarl::gpu {
+namespace kg = kernels::gpu;
+using kg::Elem;
+
+namespace {
+Tensor dev(Shape s, DType t) { return Tensor::empty(std::move(s), t, Device::CUDA); }
+const kg::bf16* B(const Tensor& t) { return static_cast<const kg::bf16*>(t.data()); }
+kg::bf16* Bm(const Tensor& t) { return static_cast<kg::bf16*>(t.data()); }
+float* F(const Tensor& t) { return static_cast<float*>(t.data()); }
+}  // namespace
+
+GpuGrads::GpuGrads(const GpuModel& m) {
+  const auto& c = m.config();
+  auto alloc = [&](const Tensor& like) {
+    Tensor t = Tensor::zeros(like.shape(), DType::F32, Device::CUDA);
+    buffers.push_back(t);
+    return t;
+  };
+  const int64_t qd = m.q_dim(), kd = m.kv_dim(), I = c.intermediate_size;
+  embed = alloc(m.master("model.embed_tokens.weight"));
+  by_name["model.embed_tokens.weight"] = embed;
+  layers.resize(size_t(c.num_hidden_layers));
+  for (int i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string p = fmt::format("model.layers.{}.", i);
+    const GpuLayer& L = m.layer(i);
+    Layer& G = layers[size_t(i)];
+    G.qkv = alloc(L.m_qkv);
+    G.o = alloc(L.m_o);
+    G.gu = alloc(L.m_gu);
+    G.down = alloc(L.m_down);
+    G.input_norm = alloc(L.input_norm);
+    G.post_norm = alloc(L.post_norm);
+    by_name[p + "input_layernorm.weight"] = G.input_norm;
+    by_name[p + "post_attention_layernorm.weight"] = G.post_norm;
+    by_name[p + "self_attn.q_proj.weight"] = G.qkv.narrow0(0, qd);
+    by_name[p + "self_attn.k_proj.weight"] = G.qkv.narrow0(qd, kd);
+    by_name[p + "self_attn.v_proj.weight"] = G.qkv.narrow0(qd + kd, kd);
+    by_name[p + "self_attn.o_proj.weight"] = G.o;
+    by_name[p + "mlp.gate_proj.weight"] = G.gu.narrow0(0, I);
+    by_name[p + "mlp.up_proj.weight"] = G.gu.narrow0(I, I);
+    by_name[p + "mlp.down_proj.weight"] = G.down;
+    if (L.qkv_bias.defined()) {
+      G.qkv_bias = alloc(L.qkv_bias);
+      by_name[p + "self_attn.q_proj.bias"] = G.qkv_bias.narrow0(0, qd);
+      by_name[p + "self_attn.k_proj.bias"] = G.qkv_bias.narrow0(qd, kd);
+      by_name[p + "self_attn.v_proj.bias"] = G.qkv_bias.narrow0(qd + kd, kd);
+    }
+    if (L.o_bias.defined()) {
+      G.o_bias = alloc(L.o_bias);
+      by_name[p + "self_attn.o_proj.bias"] = G.o_bias;
+    }
+    if (c.qk_norm) {
+      G.q_norm = alloc(L.q_norm);
+      G.k_norm = alloc(L.k_norm);
+      by_name[p + "self_attn.q_norm.weight"] = G.q_norm;
+      by_name[p + "self_attn.k_norm.weight"] = G.k_norm;
+    }
+  }
+  final_norm = alloc(m.final_norm());
+  by_name["model.norm.weight"] = final_norm;
+  if (!c.tie_word_embeddings) {
+    lm_head = alloc(m.master("lm_head.weight"));
+    by_name["lm_head.weight"] = lm_head;
+  }
+}
+
+void GpuGrads::zero() {
+  for (const Tensor& t : buffers) cudaMemsetAsync(t.data(), 0, t.nbytes(), nullptr);
+  kg::check_last_launch("zero gradients");
+}
+
+void backward(GpuModel& m, TrainState& st, const std::vector<std::vector<float>>& d_logprobs,
+              GpuGrads& G) {
+  const auto& c = m.config();
+  const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size, R = st.rows;
+  const int nh = c.num_attention_heads, nkv = c.num_key_value_heads, hd = c.head_dim;
+  const int64_t qd = m.q_dim(), kd = m.kv_dim(), W = qd + 2 * kd;
+  const float scale = 1.0f / std::sqrt(float(hd));
+  if (st.layers.empty() || !st.logits.defined())
+    throw err("GPU backward: no training forward to go back through (or it was consumed)");
+  if (d_logprobs.size() != st.segs.size())
+    throw err("GPU backward: {} gradient rows for {} sequences", d_logprobs.size(), st.segs.size());
+
+  // dLoss/dlogprob per row (0 on each sequence's last row, which has no target).
+  std::vector<float> g(size_t(R), 0.0f);
+  for (size_t s = 0; s < st.segs.size(); ++s) {
+    const size_t T = size_t(st.segs[s].n_rows);
+    if (d_logprobs[s].size() != (T ? T - 1 : 0))
+      throw err("GPU backward: sequence {} has {} tokens but {} logprob gradients", s, T, d_logprobs[s].size());
+    for (size_t t = 0; t + 1 < T; ++t) g[size_t(st.seq_offset[s]) + t] = d_logprobs[s][t];
+  }
+  Tensor d_g = Tensor::borrow(g.data(), {R}, DType::F32, nullptr).to_device(Device::CUDA);
+
+  // Head: d logits (bf16) -> d hf, d lm_head.
+  Tensor dlogits = dev({R, V}, DType::BF16);
+  kg::launch_logprobs_backward(F(st.logits), V, R, V, st.temperature, st.targets.data_as<int32_t>(),
+                               F(st.lse_out), F(d_g), Elem::BF16, dlogits.data(), V, nullptr);
+  st.logits = Tensor();
+  Tensor& dlm = c.tie_word_embeddings ? G.embed : G.lm_head;
+  kg::gemm_backward_weight(R, V, H, B(dlogits), V, B(st.hf), H, F(dlm), H, nullptr);
+  Tensor dhf = dev({R, H}, DType::F32);
+  kg::gemm_backward_data(R, V, H, B(dlogits), V, B(m.lm_head_bf16()), H, Elem::F32, F(dhf), H, false, nullptr);
+  dlogits = Tensor();
+  Tensor dx = dev({R, H}, DType::F32);
+  kg::launch_rmsnorm_backward(Elem::F32, F(dhf), H, Elem::F32, F(st.x_final), H, F(m.final_norm()),
+                              F(st.rstd_f), R, 1, int(H), F(dx), H, false, F(G.final_norm), nullptr);
+  dhf = Tensor();
+
+  Tensor dx16 = dev({R, H}, DType::BF16);
+  Tensor dact = dev({R, I}, DType::BF16), dgu = dev({R, 2 * I}, DType::BF16);
+  Tensor dh = dev({R, H}, DType::F32), dattn = dev({R, qd}, DType::BF16);
+  Tensor dqkv = dev({R, W}, DType::F32), dqkv16 = dev({R, W}, DType::BF16);
+  const int32_t* pos = st.positions.data_as<int32_t>();
+  std::vector<int64_t> kv_first;
+  for (const auto& sg : st.segs) kv_first.push_back(sg.first_row);
+
+  for (int l = c.num_hidden_layers - 1; l >= 0; --l) {
+    const GpuLayer& L = m.layer(l);
+    LayerActs& A = st.layers[size_t(l)];
+    GpuGrads::Layer& GL = G.layers[size_t(l)];
+    // ---- MLP: x += down(silu(gate) * up)(norm2(x_mid)) ----
+    kg::launch_cast(Elem::F32, F(dx), Elem::BF16, dx16.data(), R * H, nullptr);
+    kg::gemm_backward_weight(R, H, I, B(dx16), H, B(A.act), I, F(GL.down), I, nullptr);
+    kg::gemm_backward_data(R, H, I, B(dx16), H, B(L.w_down), I, Elem::BF16, dact.data(), I, false, nullptr);
+    kg::launch_swiglu_backward(B(dact), B(A.gu), R, I, Bm(dgu), nullptr);
+    kg::gemm_backward_weight(R, 2 * I, H, B(dgu), 2 * I, B(A.h2), H, F(GL.gu), H, nullptr);
+    kg::gemm_backward_data(R, 2 * I, H, B(dgu), 2 * I, B(L.w_gu), H, Elem::F32, F(dh), H, false, nullptr);
+    kg::launch_rmsnorm_backward(Elem::F32, F(dh), H, Elem::F32, F(A.x_mid), H, F(L.post_norm), F(A.rstd2),
+                                R, 1, int(H), F(dx), H, true, F(GL.post_norm), nullptr);
+    A.act = A.gu = A.h2 = A.x_mid = Tensor();
+    // ---- attention: x += o(attn(q, k, v)) (+ o bias) ----
+    if (L.o_bias.defined()) kg::launch_bias_backward(Elem::F32, F(dx), R, H, H, F(GL.o_bias), nullptr);
+    kg::launch_cast(Elem::F32, F(dx), Elem::BF16, dx16.data(), R * H, nullptr);
+    kg::gemm_backward_weight(R, H, qd, B(dx16), H, B(A.attn), qd, F(GL.o), qd, nullptr);
+    kg::gemm_backward_data(R, H, qd, B(dx16), H, B(L.w_o), qd, Elem::BF16, dattn.data(), qd, false, nullptr);
+    kg::attention_backward(st.segs, kv_first, B(A.qkv16), W, B(A.k), B(A.v), kd, B(A.attn), B(dattn), qd,
+                           F(A.lse), nh, nkv, hd, scale, F(dqkv), W, F(dqkv) + qd, F(dqkv) + qd + kd, W,
+                           st.attn_ws, nullptr);
+    // Back through the K/V quantizers (straight-through, or clipped at amax).
+    const auto& kq = m.k_quantizers()[size_t(l)];
+    const auto& vq = m.v_quantizers()[size_t(l)];
+    if (A.k_pre.defined())
+      kg::launch_clip_mask(F(dqkv) + qd, W, Elem::BF16, A.k_pre.data(), kd, R, kd, kq.effective_amax(), nullptr);
+    if (A.v_pre.defined())
+      kg::launch_clip_mask(F(dqkv) + qd + kd, W, Elem::BF16, A.v_pre.data(), kd, R, kd, vq.effective_amax(), nullptr);
+    kg::launch_rope_backward(F(dqkv), R, W, nh, hd, pos, F(m.rope_cos()), F(m.rope_sin()), nullptr);
+    kg::launch_rope_backward(F(dqkv) + qd, R, W, nkv, hd, pos, F(m.rope_cos()), F(m.rope_sin()), nullptr);
+    if (c.qk_norm) {
+      kg::launch_rmsnorm_backward(Elem::F32, F(dqkv), W, Elem::F32, F(A.qkv_lin), W, F(L.q_norm), F(A.q_rstd),
+                                  R, nh, hd, F(dqkv), W, false, F(GL.q_norm), nullptr);
+      kg::launch_rmsnorm_backward(Elem::F32, F(dqkv) + qd, W, Elem::F32, F(A.qkv_lin) + qd, W, F(L.k_norm),
+                                  F(A.k_rstd), R, nkv, hd, F(dqkv) + qd, W, false, F(GL.k_norm), nullptr);
+    }
+    if (L.qkv_bias.defined()) kg::launch_bias_backward(Elem::F32, F(dqkv), R, W, W, F(GL.qkv_bias), nullptr);
+    kg::launch_cast(Elem::F32, F(dqkv), Elem::BF16, dqkv16.data(), R * W, nullptr);
+    kg::gemm_backward_weight(R, W, H, B(dqkv16), W, B(A.h1), H, F(GL.qkv), H, nullptr);
+    kg::gemm_backward_data(R, W, H, B(dqkv16), W, B(L.w_qkv), H, Elem::F32, F(dh), H, false, nullptr);
+    kg::launch_rmsnorm_backward(Elem::F32, F(dh), H, Elem::F32, F(A.x_in), H, F(L.input_norm), F(A.rstd1),
+                                R, 1, int(H), F(dx), H, true, F(GL.input_norm), nullptr);
+    A = LayerActs{};
+    kg::check_last_launch("GPU model backward layer");
+  }
+  kg::launch_embedding_backward(F(dx), H, st.tokens.data_as<int32_t>(), R, F(G.embed), nullptr);
+  kg::check_last_launch("GPU model backward embedding");
+  st.layers.clear();
+  st.x_final = st.hf = st.rstd_f = Tensor();
+}
+
+}  // namespace qarl::gpu

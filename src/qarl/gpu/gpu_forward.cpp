@@ -1,0 +1,229 @@
+// GpuModel::forward: the one forward definition of the GPU model (see gpu_model.h). Rows of
+// all chunks are packed into [R, .] matrices; every op is row-local (and batch invariant in
+// exact mode) except attention, which reads each sequence's keys from the paged cache in
+// absolute key order.
+#include <cmath>
+#include <cstring>
+
+#include <cuda_runtime.h>
+
+#include "qarl/core/error.h"
+#include "qarl/gpu/gpu_model.h"
+#include "qarl/gpu/paged_cache.h"
+#include "qarl/gpu/train_state.h"
+#include "qarl/kernels/cuda/attention_gpu.h"
+#include "qarl/kernels/cuda/fake_quant.h"
+#include "qarl/kernels/cuda/gemm.h"
+#include "qarl/kernels/cuda/model_ops.h"
+
+namespace qarl::gpu {
+namespace kg = kernels::gpu;
+using kg::Elem;
+
+namespace {
+
+Tensor dev(Shape s, DType t) { return Tensor::empty(std::move(s), t, Device::CUDA); }
+
+Tensor upload_i32(const std::vector<int32_t>& v) {
+  Tensor h = Tensor::borrow(const_cast<int32_t*>(v.data()), {int64_t(v.size())}, DType::I32, nullptr);
+  return h.to_device(Device::CUDA);
+}
+
+const kg::bf16* B(const Tensor& t) { return static_cast<const kg::bf16*>(t.data()); }
+kg::bf16* Bm(const Tensor& t) { return static_cast<kg::bf16*>(t.data()); }
+float* F(const Tensor& t) { return static_cast<float*>(t.data()); }
+
+// K/V quantizer in place on a contiguous bf16 [R, kd] device tensor.
+void quantize_kv(const quant::TensorQuantizer& q, const Tensor& x) {
+  if (!q.enabled() || x.numel() == 0) return;
+  const float amax = q.effective_amax();
+  if (q.config().format == quant::Format::FP8) kg::fake_quant_fp8(x, amax, x);
+  else kg::fake_quant_nvfp4(x, amax, x);
+}
+
+}  // namespace
+
+Tensor GpuModel::forward(const std::vector<Chunk>& chunks, PagedCache& cache, TrainState* st) {
+  const auto& c = cfg_;
+  const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
+  const int nh = c.num_attention_heads, nkv = c.num_key_value_heads, hd = c.head_dim;
+  const int64_t qd = q_dim(), kd = kv_dim(), W = qd + 2 * kd;
+  const float eps = float(c.rms_norm_eps);
+  const float scale = 1.0f / std::sqrt(float(hd));
+
+  // ---- pack the rows ----
+  std::vector<int32_t> tokens, positions, row_seq;
+  std::vector<kg::AttnSegment> segs;
+  std::vector<int64_t> offset;
+  int64_t n_logits = 0;
+  int max_pos = 0;
+  for (size_t s = 0; s < chunks.size(); ++s) {
+    const Chunk& ch = chunks[s];
+    const int n = int(ch.tokens.size());
+    if (ch.start_pos < 0 || ch.n_logits < 0 || ch.n_logits > n)
+      throw err("chunk {}: invalid sizes (n_new {}, start_pos {}, n_logits {})", s, n, ch.start_pos, ch.n_logits);
+    if (st && (ch.start_pos != 0 || ch.n_logits != n))
+      throw err("chunk {}: the training forward takes whole sequences with every logit", s);
+    offset.push_back(int64_t(tokens.size()));
+    segs.push_back(kg::AttnSegment{ch.seq, int32_t(tokens.size()), n, ch.start_pos});
+    cache.reserve(ch.seq, ch.start_pos + n);
+    for (int i = 0; i < n; ++i) {
+      const int32_t t = ch.tokens[size_t(i)];
+      if (t < 0 || t >= c.vocab_size)
+        throw err("token id {} at position {} of sequence {} is outside the vocabulary [0, {})", t,
+                  ch.start_pos + i, s, c.vocab_size);
+      tokens.push_back(t);
+      positions.push_back(ch.start_pos + i);
+      row_seq.push_back(ch.seq);
+    }
+    max_pos = std::max(max_pos, ch.start_pos + n);
+    n_logits += ch.n_logits;
+  }
+  const int64_t R = int64_t(tokens.size());
+  if (R == 0) return dev({0, V}, DType::F32);
+  ensure_rope(max_pos);
+  cache.sync_tables();
+
+  Tensor d_tokens = upload_i32(tokens), d_pos = upload_i32(positions), d_seq = upload_i32(row_seq);
+  kg::AttentionWorkspace local_ws;
+  kg::AttentionWorkspace& ws = st ? st->attn_ws : local_ws;
+  if (st) {
+    st->rows = R;
+    st->segs = segs;
+    st->seq_offset = offset;
+    st->tokens = d_tokens;
+    st->positions = d_pos;
+    st->row_seq = d_seq;
+    st->host_tokens = tokens;
+    st->layers.assign(size_t(c.num_hidden_layers), LayerActs{});
+  }
+
+  Tensor x = dev({R, H}, DType::F32);
+  kg::launch_embedding_forward(B(embed_w_), H, d_tokens.data_as<int32_t>(), R, F(x), nullptr);
+  // Scratch reused across layers when not training.
+  Tensor qkv32 = dev({R, W}, DType::F32);
+  LayerActs scratch;
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    const GpuLayer& L = layers_[size_t(l)];
+    LayerActs& A = st ? st->layers[size_t(l)] : scratch;
+    auto need = [&](Tensor& t, Shape s, DType d) {
+      if (!t.defined()) t = dev(std::move(s), d);
+    };
+    if (st) A.x_in = x.clone();
+    need(A.h1, {R, H}, DType::BF16);
+    need(A.rstd1, {R}, DType::F32);
+    kg::launch_rmsnorm_forward(Elem::F32, F(x), H, F(L.input_norm), R, 1, int(H), eps, Elem::BF16,
+                               A.h1.data(), H, F(A.rstd1), nullptr);
+    kg::gemm_forward(mode_, R, W, H, B(A.h1), H, B(L.w_qkv), H, Elem::F32, F(qkv32), W, false, nullptr);
+    if (L.qkv_bias.defined()) kg::launch_add_bias(Elem::F32, F(qkv32), R, W, W, F(L.qkv_bias), nullptr);
+    if (c.qk_norm) {
+      if (st) A.qkv_lin = qkv32.clone();
+      need(A.q_rstd, {R * nh}, DType::F32);
+      need(A.k_rstd, {R * nkv}, DType::F32);
+      kg::launch_rmsnorm_forward(Elem::F32, F(qkv32), W, F(L.q_norm), R, nh, hd, eps, Elem::F32,
+                                 F(qkv32), W, F(A.q_rstd), nullptr);
+      kg::launch_rmsnorm_forward(Elem::F32, F(qkv32) + qd, W, F(L.k_norm), R, nkv, hd, eps,
+                                 Elem::F32, F(qkv32) + qd, W, F(A.k_rstd), nullptr);
+    }
+    kg::launch_rope_forward(Elem::F32, F(qkv32), R, W, nh, hd, d_pos.data_as<int32_t>(),
+                            F(rope_cos_), F(rope_sin_), nullptr);
+    kg::launch_rope_forward(Elem::F32, F(qkv32) + qd, R, W, nkv, hd, d_pos.data_as<int32_t>(),
+                            F(rope_cos_), F(rope_sin_), nullptr);
+    need(A.qkv16, {R, W}, DType::BF16);
+    kg::launch_cast(Elem::F32, F(qkv32), Elem::BF16, A.qkv16.data(), R * W, nullptr);
+    need(A.k, {R, kd}, DType::BF16);
+    need(A.v, {R, kd}, DType::BF16);
+    kg::launch_copy_rows(Elem::BF16, Bm(A.qkv16) + qd, W, A.k.data(), kd, R, kd, nullptr);
+    kg::launch_copy_rows(Elem::BF16, Bm(A.qkv16) + qd + kd, W, A.v.data(), kd, R, kd, nullptr);
+    const auto& kq = kq_[size_t(l)];
+    const auto& vq = vq_[size_t(l)];
+    if (st && kq.enabled() && !kq.config().pass_through_bwd) A.k_pre = A.k.clone();
+    if (st && vq.enabled() && !vq.config().pass_through_bwd) A.v_pre = A.v.clone();
+    quantize_kv(kq, A.k);
+    quantize_kv(vq, A.v);
+    const kg::PagedKV view = cache.layer_view(l);
+    kg::launch_kv_write(view, B(A.k), B(A.v), kd, d_seq.data_as<int32_t>(), d_pos.data_as<int32_t>(), R, nullptr);
+    need(A.attn, {R, qd}, DType::BF16);
+    need(A.lse, {R * nh}, DType::F32);
+    kg::attention_forward(B(A.qkv16), W, segs, view, nh, scale, Bm(A.attn), qd, F(A.lse), ws, nullptr);
+    kg::gemm_forward(mode_, R, H, qd, B(A.attn), qd, B(L.w_o), qd, Elem::F32, F(x), H, true, nullptr);
+    if (L.o_bias.defined()) kg::launch_add_bias(Elem::F32, F(x), R, H, H, F(L.o_bias), nullptr);
+    if (st) A.x_mid = x.clone();
+    need(A.h2, {R, H}, DType::BF16);
+    need(A.rstd2, {R}, DType::F32);
+    kg::launch_rmsnorm_forward(Elem::F32, F(x), H, F(L.post_norm), R, 1, int(H), eps, Elem::BF16,
+                               A.h2.data(), H, F(A.rstd2), nullptr);
+    need(A.gu, {R, 2 * I}, DType::BF16);
+    kg::gemm_forward(mode_, R, 2 * I, H, B(A.h2), H, B(L.w_gu), H, Elem::BF16, A.gu.data(), 2 * I, false, nullptr);
+    need(A.act, {R, I}, DType::BF16);
+    kg::launch_swiglu_forward(B(A.gu), R, I, Bm(A.act), nullptr);
+    kg::gemm_forward(mode_, R, H, I, B(A.act), I, B(L.w_down), I, Elem::F32, F(x), H, true, nullptr);
+    kg::check_last_launch("GPU model layer");
+  }
+
+  // Final norm on every row (row-local, cheap), lm_head on the rows that need logits.
+  Tensor rstd_f = dev({R}, DType::F32), hf = dev({R, H}, DType::BF16);
+  kg::launch_rmsnorm_forward(Elem::F32, F(x), H, F(final_norm_), R, 1, int(H), eps, Elem::BF16,
+                             hf.data(), H, F(rstd_f), nullptr);
+  Tensor logits = dev({n_logits, V}, DType::F32);
+  const Tensor& lm = lm_head_bf16();
+  if (st) {
+    kg::gemm_forward(mode_, R, V, H, B(hf), H, B(lm), H, Elem::F32, F(logits), V, false, nullptr);
+    st->x_final = x;
+    st->rstd_f = rstd_f;
+    st->hf = hf;
+  } else {
+    int64_t at = 0;
+    for (size_t s = 0; s < chunks.size(); ++s) {
+      const int nl = chunks[s].n_logits;
+      if (nl == 0) continue;
+      const int64_t first = offset[s] + int64_t(chunks[s].tokens.size()) - nl;
+      kg::gemm_forward(mode_, nl, V, H, B(hf) + first * H, H, B(lm), H, Elem::F32, F(logits) + at * V,
+                       V, false, nullptr);
+      at += nl;
+    }
+  }
+  kg::check_last_launch("GPU model head");
+  return logits;
+}
+
+std::vector<std::vector<float>> forward_train(GpuModel& m, const std::vector<std::vector<int32_t>>& seqs,
+                                              float temperature, TrainState& st) {
+  if (!(temperature > 0.0f) || !std::isfinite(temperature))
+    throw usage_err("temperature must be a positive number, got {}", temperature);
+  const auto& c = m.config();
+  int max_len = 1;
+  for (const auto& s : seqs) max_len = std::max(max_len, int(s.size()));
+  // One cache per batch shape, reused while it has the slots and the length.
+  if (!st.cache || st.cache->max_seqs() < int(seqs.size()) || st.cache_len < max_len) {
+    st.cache.reset();
+    st.cache = std::make_unique<PagedCache>(PagedCache::for_sequences(
+        c.num_hidden_layers, c.num_key_value_heads, c.head_dim, int(seqs.size()), max_len));
+    st.cache_len = max_len;
+  }
+  for (int s = 0; s < st.cache->max_seqs(); ++s) st.cache->release(s);
+  std::vector<Chunk> chunks;
+  for (size_t s = 0; s < seqs.size(); ++s)
+    chunks.push_back(Chunk{int(s), seqs[s], 0, int(seqs[s].size())});
+  st.temperature = temperature;
+  st.logits = m.forward(chunks, *st.cache, &st);
+  const int64_t R = st.rows, V = c.vocab_size;
+  // Targets: token t+1 for row t; the last row of a sequence has none (target 0, weight 0).
+  std::vector<int32_t> targets(size_t(R), 0);
+  for (size_t s = 0; s < seqs.size(); ++s)
+    for (size_t t = 0; t + 1 < seqs[s].size(); ++t)
+      targets[size_t(st.seq_offset[s]) + t] = seqs[s][t + 1];
+  st.targets = upload_i32(targets);
+  st.lse_out = dev({R}, DType::F32);
+  Tensor lp = dev({R}, DType::F32);
+  kg::launch_logprobs_forward(F(st.logits), V, R, V, temperature, st.targets.data_as<int32_t>(),
+                              F(st.lse_out), F(lp), nullptr);
+  kg::check_last_launch("logprobs");
+  std::vector<float> h = lp.to_f32_vector();
+  std::vector<std::vector<float>> out(seqs.size());
+  for (size_t s = 0; s < seqs.size(); ++s)
+    for (size_t t = 0; t + 1 < seqs[s].size(); ++t) out[s].push_back(h[size_t(st.seq_offset[s]) + t]);
+  return out;
+}
+
+}  // namespace qarl::gpu
