@@ -231,7 +231,45 @@ def main():
                           ("hf_train_tflops", "HF train step (TFLOP/s, 6NT)", 0)):
         if key in results:
             print(f"{label:34} | {'-':>9} | {fmt(results[key], d):>11} | {'-':>13} | {'-':>12} | {'-':>11} | {'-':>14}")
+    model_table(q, results, copy, q_copy)
     return 0
+
+
+def model_table(q, results, copy, q_copy):
+    """qarl's GPU model (qarl bench case `model`) against transformers on the same shape."""
+    rec = lambda name: q.get((name, "BF16"))
+    if not any(rec(f"model_decode_b1_{m}") for m in ("fast", "exact")):
+        return
+    peak = results.get("matmul_tflops")
+    lim = q_copy or copy
+    print()
+    print("=== GPU model vs transformers, Qwen3-0.6B shape, random init, bf16 (same machine, same run) ===")
+    hdr = f"{'figure':40} | {'qarl fast':>10} | {'qarl exact':>10} | {'transformers':>12} | {'fast/HF':>7} | {'exact/HF':>8} | {'exact/fast':>10} | {'roofline (fast)':>15}"
+    print(hdr)
+    print("-" * len(hdr))
+    for b in (1, 64):
+        f, e = rec(f"model_decode_b{b}_fast"), rec(f"model_decode_b{b}_exact")
+        fv = f and f.get("tokens_per_s")
+        ev = e and e.get("tokens_per_s")
+        hv = results.get(f"hf_generate_b{b}_tps")
+        roof = "-" if not f else f"{100 * f['gbps'] / lim:.0f}% of copy"
+        print(f"{f'generate b{b}, 128+128 (tokens/s)':40} | {fmt(fv, 1):>10} | {fmt(ev, 1):>10} | {fmt(hv, 1):>12} | "
+              f"{ratio(fv, hv):>7} | {ratio(ev, hv):>8} | {ratio(ev, fv):>10} | {roof:>15}")
+        fs = f and f.get("decode_tokens_per_s")
+        es = e and e.get("decode_tokens_per_s")
+        print(f"{f'  decode steps only b{b} (tokens/s)':40} | {fmt(fs, 1):>10} | {fmt(es, 1):>10} | {'-':>12} | "
+              f"{'-':>7} | {'-':>8} | {ratio(es, fs):>10} | {'weights/step':>15}")
+    f, e = rec("model_train_fast"), rec("model_train_exact")
+    fv = f and f.get("tokens_per_s")
+    ev = e and e.get("tokens_per_s")
+    hv = results.get("hf_train_tps")
+    roof = "-" if not f or not peak else f"{100 * f['tflops'] / peak:.0f}% of matmul"
+    print(f"{'train step 8x1024 (tokens/s)':40} | {fmt(fv):>10} | {fmt(ev):>10} | {fmt(hv):>12} | "
+          f"{ratio(fv, hv):>7} | {ratio(ev, hv):>8} | {ratio(ev, fv):>10} | {roof:>15}")
+    ft = f and f.get("tflops")
+    et = e and e.get("tflops")
+    print(f"{'train step (TFLOP/s at 6 N T)':40} | {fmt(ft):>10} | {fmt(et):>10} | {fmt(results.get('hf_train_tflops')):>12} | "
+          f"{'-':>7} | {'-':>8} | {'-':>10} | {'-':>15}")
 
 
 if __name__ == "__main__":

@@ -68,11 +68,14 @@ std::function<int()> setup(CLI::App& app) {
                       perf::backend_name(b), r.name.c_str(), r.dtype.c_str(), r.shape.c_str(),
                       r.seconds * 1e6, gbps, lim_gbps, 100.0 * gbps / lim_gbps, r.note.c_str());
           std::fflush(stdout);
-          records.push_back({{"backend", perf::backend_name(b)}, {"device", where},
-                             {"name", r.name}, {"dtype", r.dtype}, {"shape", r.shape},
-                             {"seconds", r.seconds}, {"bytes", r.bytes}, {"gbps", gbps},
-                             {"limit_gbps", lim_gbps}, {"fraction_of_limit", gbps / lim_gbps},
-                             {"note", r.note}});
+          nlohmann::json rec = {{"backend", perf::backend_name(b)}, {"device", where},
+                                {"name", r.name}, {"dtype", r.dtype}, {"shape", r.shape},
+                                {"seconds", r.seconds}, {"bytes", r.bytes}, {"gbps", gbps},
+                                {"limit_gbps", lim_gbps}, {"fraction_of_limit", gbps / lim_gbps},
+                                {"note", r.note}};
+          if (r.flops > 0) rec["tflops"] = r.flops / r.seconds / 1e12;
+          for (const auto& [k, v] : r.metrics) rec[k] = v;
+          records.push_back(rec);
         }
       }
     }

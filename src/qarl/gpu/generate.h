@@ -1,32 +1,42 @@
-// Batched generation with the GPU model: one prefill forward for all prompts, then one decode
-// forward per step for every unfinished sample, K/V in a PagedCache. Sampling runs on the host
-// over the fp32 logits row with rollout::sample_token (the CPU engine's sampler, Philox keyed
-// by (seed, request, sample, step)); the reported logprob is z[token] - lse with lse from the
-// device's logprobs kernel: bitwise what the trainer's forward_train computes for that token in
-// exact GEMM mode.
+// Generation with the GPU model: continuous batching over a PagedCache (up to max_active
+// samples at a time; a finished sample's slot is refilled by the next one, whose prompt is
+// prefilled in the same forward as the others' decode steps). Sampling runs on the host over
+// the fp32 logits row with the CPU engine's sampler (rollout::sample_token, Philox keyed by
+// (seed, request, sample, step)), so the requests, parameters and outputs are the rollout
+// engine's (rollout/engine.h). The reported logprob is z[token] - lse with lse from the
+// device's logprobs kernel: bitwise what forward_train computes for that token in exact mode.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "qarl/gpu/gpu_model.h"
+#include "qarl/rollout/engine.h"
 #include "qarl/rollout/sampling.h"
 
 namespace qarl::gpu {
 
-struct GenerateResult {
-  std::vector<int32_t> tokens;   // generated tokens (not the prompt)
-  std::vector<float> logprobs;   // at the logprob temperature, one per generated token
-  bool stopped = false;          // hit a stop token (else the length limit)
-};
-
 struct GenerateStats {
-  double prefill_s = 0, decode_s = 0;
-  int64_t prefill_tokens = 0, decode_tokens = 0, decode_steps = 0;
+  double prefill_s = 0, decode_s = 0;  // forward + logits copy of steps with / without prefill
+  int64_t prefill_tokens = 0, decode_tokens = 0, steps = 0, decode_steps = 0;
 };
 
-// One sample per prompt (request ids 0..n-1). Prompts must be non-empty.
-std::vector<GenerateResult> generate(GpuModel& m, const std::vector<std::vector<int32_t>>& prompts,
-                                     const rollout::SamplingParams& p, uint64_t seed,
-                                     GenerateStats* stats = nullptr);
+struct GenerateOptions {
+  uint64_t seed = 0;     // for requests without their own
+  int max_active = 256;  // samples in flight (cache slots)
+};
+
+// Outputs in request order, samples in order within a request; a request with bad parameters
+// or an empty prompt gets one output carrying `error`.
+std::vector<rollout::SampleOutput> generate(GpuModel& m, std::vector<rollout::GenRequest> reqs,
+                                            const GenerateOptions& o,
+                                            const std::function<void(int64_t)>& progress = {},
+                                            GenerateStats* stats = nullptr);
+
+// Convenience: one sample per prompt with shared parameters and seed.
+std::vector<rollout::SampleOutput> generate(GpuModel& m,
+                                            const std::vector<std::vector<int32_t>>& prompts,
+                                            const rollout::SamplingParams& p, uint64_t seed,
+                                            GenerateStats* stats = nullptr);
 
 }  // namespace qarl::gpu

@@ -150,7 +150,7 @@ void GpuModel::ensure_rope(int max_pos) {
   int n = std::max(max_pos, rope_max_pos_ * 2);
   const int hd = cfg_.head_dim, half = hd / 2;
   std::vector<float> rows(size_t(n) * size_t(hd));
-  std::vector<int32_t> pos(size_t(n));
+  std::vector<int32_t> pos(static_cast<size_t>(n));
   for (int p = 0; p < n; ++p) {
     pos[size_t(p)] = p;
     for (int i = 0; i < half; ++i) rows[size_t(p) * hd + size_t(i)] = 1.0f;

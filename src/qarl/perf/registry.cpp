@@ -20,6 +20,9 @@ const Registry& builtin_registry() {
     add_fake_quant_benchmarks(reg);
     add_gemm_benchmarks(reg);
     add_attention_benchmarks(reg);
+#if QARL_HAVE_CUDA
+    add_gpu_model_benchmarks(reg);  // src/qarl/gpu (CUDA builds only)
+#endif
     return reg;
   }();
   return r;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace qarl::perf {
@@ -34,6 +35,8 @@ struct Result {
   double bytes = 0;     // bytes the call must move (each input read once, output written once)
   double flops = 0;     // floating-point operations (compute-bound cases)
   std::string note;
+  // Further named figures for the JSON record (e.g. tokens_per_s), machine-readable.
+  std::vector<std::pair<std::string, double>> metrics = {};
 };
 
 struct Case {
@@ -65,5 +68,6 @@ double time_median_cpu_s(const std::function<void()>& fn, int warmup, int reps);
 void add_fake_quant_benchmarks(Registry& r);
 void add_gemm_benchmarks(Registry& r);  // gemm_cases.cpp
 void add_attention_benchmarks(Registry& r);  // CUDA builds only (no-op otherwise)
+void add_gpu_model_benchmarks(Registry& r);  // CUDA builds only
 
 }  // namespace qarl::perf
