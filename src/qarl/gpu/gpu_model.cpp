@@ -178,6 +178,13 @@ void* GpuModel::working_of(const std::string& name) const {
   return it->second.working;
 }
 
+void GpuModel::set_kv_amax(int layer, char which, const Tensor& amax) {
+  if (layer < 0 || layer >= cfg_.num_hidden_layers || (which != 'k' && which != 'v'))
+    throw err("GPU model: no K/V quantizer {} of layer {}", which, layer);
+  auto& q = (which == 'k' ? kq_ : vq_)[size_t(layer)];
+  q.set_amax(amax, model::kv_quantizer_name(layer, which) + "._amax");
+}
+
 void GpuModel::masters_changed() {
   for (const auto& [name, p] : params_)
     if (p.working)

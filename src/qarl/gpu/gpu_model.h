@@ -68,6 +68,8 @@ class GpuModel {
   // The K/V quantizers (copied from the CPU model; amax values fixed at construction).
   const std::vector<quant::TensorQuantizer>& k_quantizers() const { return kq_; }
   const std::vector<quant::TensorQuantizer>& v_quantizers() const { return vq_; }
+  // Sets the `_amax` of layer `layer`'s K ('k') or V ('v') quantizer (a refit's commit).
+  void set_kv_amax(int layer, char which, const Tensor& amax);
 
   // Runs the chunks; K/V of the new tokens go into `cache`. Returns logits [sum n_logits, V]
   // fp32 on the device, rows in chunk order. `train` (optional) keeps what backward() needs
