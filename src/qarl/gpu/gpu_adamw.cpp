@@ -57,4 +57,29 @@ void GpuAdamW::step(const GpuGrads& g, double lr) {
   kg::check_last_launch("AdamW step");
 }
 
+void GpuAdamW::export_to(train::AdamW& cpu) const {
+  std::map<std::string, Tensor> t;
+  for (const auto& name : m_.param_names()) {
+    t[name + ".master"] = m_.master(name).to_device(Device::CPU);
+    t[name + ".exp_avg"] = moments_.at(name).first.to_device(Device::CPU);
+    t[name + ".exp_avg_sq"] = moments_.at(name).second.to_device(Device::CPU);
+  }
+  cpu.load_state(t, step_, "the GPU optimizer");
+}
+
+void GpuAdamW::import_from(const train::AdamW& cpu) {
+  std::map<std::string, Tensor> t;
+  for (auto& [n, v] : cpu.state_tensors()) t[n] = v;
+  for (const auto& name : m_.param_names())
+    for (const char* k : {".master", ".exp_avg", ".exp_avg_sq"})
+      if (!t.count(name + k)) throw err("CPU optimizer state has no '{}'", name + k);
+  for (const auto& name : m_.param_names()) {
+    m_.master(name).copy_from(t.at(name + ".master"));
+    moments_.at(name).first.copy_from(t.at(name + ".exp_avg"));
+    moments_.at(name).second.copy_from(t.at(name + ".exp_avg_sq"));
+  }
+  step_ = cpu.step_count();
+  m_.masters_changed();
+}
+
 }  // namespace qarl::gpu

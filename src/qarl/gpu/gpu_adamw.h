@@ -21,6 +21,11 @@ class GpuAdamW {
   double clip(GpuGrads& g, double max_norm) const;
   void step(const GpuGrads& g, double lr);
   int64_t step_count() const { return step_; }
+  // Checkpoints go through the CPU optimizer (train::AdamW's names and format): export copies
+  // this state into `cpu` (whose masters must be registered under the model's names), import
+  // uploads `cpu`'s state here (masters into the model, moments, step).
+  void export_to(train::AdamW& cpu) const;
+  void import_from(const train::AdamW& cpu);
 
  private:
   GpuModel& m_;

@@ -185,6 +185,13 @@ void GpuModel::set_kv_amax(int layer, char which, const Tensor& amax) {
   q.set_amax(amax, model::kv_quantizer_name(layer, which) + "._amax");
 }
 
+void GpuModel::set_kv_quantizers(std::vector<quant::TensorQuantizer> k, std::vector<quant::TensorQuantizer> v) {
+  if (k.size() != kq_.size() || v.size() != vq_.size())
+    throw err("GPU model: {} / {} K/V quantizers for {} layers", k.size(), v.size(), kq_.size());
+  kq_ = std::move(k);
+  vq_ = std::move(v);
+}
+
 void GpuModel::masters_changed() {
   for (const auto& [name, p] : params_)
     if (p.working)

@@ -68,6 +68,8 @@ class GpuModel {
   // The K/V quantizers (copied from the CPU model; amax values fixed at construction).
   const std::vector<quant::TensorQuantizer>& k_quantizers() const { return kq_; }
   const std::vector<quant::TensorQuantizer>& v_quantizers() const { return vq_; }
+  // Replaces every K/V quantizer (e.g. all disabled to score "unaware"); sizes must match.
+  void set_kv_quantizers(std::vector<quant::TensorQuantizer> k, std::vector<quant::TensorQuantizer> v);
   // Sets the `_amax` of layer `layer`'s K ('k') or V ('v') quantizer (a refit's commit).
   void set_kv_amax(int layer, char which, const Tensor& amax);
 

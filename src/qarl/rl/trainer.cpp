@@ -31,6 +31,9 @@
 #include "qarl/rl/task.h"
 #include "qarl/rl/tiny_model.h"
 #include "qarl/rollout/engine.h"
+#if QARL_HAVE_CUDA
+#include "qarl/gpu/trainer_backend.h"
+#endif
 #include "qarl/rollout/runtime_model.h"
 #include "qarl/tokenizer/chat.h"
 #include "qarl/tokenizer/tokenizer.h"
@@ -102,6 +105,17 @@ struct Trainer::Impl {
   int64_t step = 0;  // completed optimizer steps
   AnswerFormat answer_format = AnswerFormat::LastNumber;
   std::vector<train::StepMetrics> history;
+#if QARL_HAVE_CUDA
+  std::unique_ptr<gpu::TrainerBackend> gpu;  // model.device: cuda
+#endif
+  bool on_gpu() const {
+#if QARL_HAVE_CUDA
+    return gpu != nullptr;
+#else
+    return false;
+#endif
+  }
+  void setup_gpu();
 
   void setup(bool resume);
   std::string prepare_model_dir(bool resume, std::optional<train::FoundCheckpoint>& ckpt);
@@ -326,11 +340,44 @@ void Trainer::Impl::setup(bool resume) {
       throw err("teacher/reference vocabulary {} differs from the policy's {}",
                 reference->config().vocab_size, policy->config().vocab_size).file(ref_dir);
   }
+  if (r.model.device == "cuda") setup_gpu();
   write_file_atomic(run_dir + "/recipe.yaml", train::run_recipe_to_yaml(r));
+}
+
+// model.device: cuda: rollouts, trainer passes, optimizer and refit on the GPU (set-up,
+// calibration and checkpoints stay on the CPU models).
+void Trainer::Impl::setup_gpu() {
+  const auto& a = r.algorithm;
+  auto refuse = [&](const std::string& why, const char* key) {
+    return usage_err("model.device: cuda: {}", why).file(r.source).key(key);
+  };
+  if (a.name == "distill") throw refuse("distillation runs on the CPU only for now", "algorithm.name");
+  if (r.rollout.kv_cache != "auto")
+    throw refuse("native K/V cache storage (fp8/nvfp4) is CPU-only for now; the GPU cache is bf16 "
+                 "holding the fake-quantized values", "rollout.kv_cache");
+  if (r.rollout_only_experiment)
+    throw refuse("the rollout-only experiment runs on the CPU only for now", "quant.rollout_only_experiment");
+#if QARL_HAVE_CUDA
+  gpu = std::make_unique<gpu::TrainerBackend>(
+      *policy, rollout_model->model(), reference.get(),
+      kernels::gpu::parse_gemm_mode(r.model.gemm_mode.c_str()),
+      train::AdamWOptions{a.beta1, a.beta2, a.eps, a.weight_decay}, *opt);
+  log_info("GPU: {} ({} GEMM): rollouts, trainer passes, AdamW and refit on the device", gpu->device(),
+           r.model.gemm_mode);
+#else
+  throw refuse("this qarl was built without CUDA", "model.device");
+#endif
 }
 
 void Trainer::Impl::refit(double* seconds, double* bytes) {
   auto t0 = Clock::now();
+#if QARL_HAVE_CUDA
+  if (gpu) {
+    *bytes = gpu->refit();
+    *seconds = seconds_since(t0);
+    return;
+  }
+#endif
   ModelExport src(*policy, export_override);
   auto plan = refit::plan_export(src);
   refit::StrictLoader loader(*rollout_model, refit::NameMapper::dense());
@@ -368,7 +415,11 @@ train::StepMetrics Trainer::Impl::train_step() {
     reqs.push_back(std::move(q));
   }
   auto t_gen = Clock::now();
+#if QARL_HAVE_CUDA
+  auto outs = gpu ? gpu->generate(std::move(reqs), r.seed) : engine->generate(std::move(reqs));
+#else
   auto outs = engine->generate(std::move(reqs));
+#endif
   double gen_s = seconds_since(t_gen);
   size_t gen_tokens = 0;
   for (const auto& o : outs) {
@@ -384,9 +435,15 @@ train::StepMetrics Trainer::Impl::train_step() {
       seqs.push_back(o.prompt_tokens);
       seqs.back().insert(seqs.back().end(), o.tokens.begin(), o.tokens.end());
     }
-    policy->configure_kv_quantizers(quant::QuantRecipe::none(), {}, false);
-    auto lp = model::score_sequences(*policy, seqs, float(a.temperature));
-    policy->configure_kv_quantizers(policy_recipe, kv_amax, true);
+    std::vector<std::vector<float>> lp;
+#if QARL_HAVE_CUDA
+    if (gpu) lp = gpu->score_unaware(seqs, float(a.temperature));
+#endif
+    if (!on_gpu()) {
+      policy->configure_kv_quantizers(quant::QuantRecipe::none(), {}, false);
+      lp = model::score_sequences(*policy, seqs, float(a.temperature));
+      policy->configure_kv_quantizers(policy_recipe, kv_amax, true);
+    }
     MismatchAccumulator acc(parse_kl_type(a.kl_type));
     for (size_t k = 0; k < outs.size(); ++k) {
       const size_t p0 = outs[k].prompt_tokens.size() - 1;
@@ -428,7 +485,11 @@ train::StepMetrics Trainer::Impl::train_step() {
   lo.global_valid_tokens = double(gen_tokens);
   lo.global_valid_sequences = double(outs.size());
   MismatchAccumulator mismatch(parse_kl_type(a.kl_type));
-  auto grads = model::zero_grads(*policy);
+  model::Grads grads;
+  if (!on_gpu()) grads = model::zero_grads(*policy);
+#if QARL_HAVE_CUDA
+  if (gpu) gpu->zero_grads();
+#endif
   double loss = 0, distill_kl = 0;
   size_t train_tokens = 0;
   auto t_train = Clock::now();
@@ -444,9 +505,16 @@ train::StepMetrics Trainer::Impl::train_step() {
       seqs.push_back(std::move(q));
       L = std::max<int64_t>(L, int64_t(outs[k].tokens.size()));
     }
-    auto fwd = model::forward_train(*policy, seqs, float(a.temperature));
+    model::TrainForward fwd;
+#if QARL_HAVE_CUDA
+    if (gpu) fwd.logprobs = gpu->forward(seqs, float(a.temperature));
+#endif
+    if (!on_gpu()) fwd = model::forward_train(*policy, seqs, float(a.temperature));
     std::vector<std::vector<float>> ref_lp;
-    if (reference) ref_lp = model::score_sequences(*reference, seqs, float(a.temperature));
+#if QARL_HAVE_CUDA
+    if (reference && gpu) ref_lp = gpu->score_reference(seqs, float(a.temperature));
+#endif
+    if (reference && !on_gpu()) ref_lp = model::score_sequences(*reference, seqs, float(a.temperature));
     const int64_t B = int64_t(b1 - b0);
     std::vector<float> logp(size_t(B * L), 0.f), gen(size_t(B * L), 0.f), ref(size_t(B * L), 0.f),
         advs(size_t(B * L), 0.f), mask(size_t(B * L), 0.f);
@@ -522,13 +590,27 @@ train::StepMetrics Trainer::Impl::train_step() {
       for (size_t j = 0; j < o.tokens.size(); ++j)
         d[size_t(i)][p0 + j] = res.d_logp[size_t(i * L) + j];
     }
+#if QARL_HAVE_CUDA
+    if (gpu) {
+      gpu->backward(d);
+      continue;
+    }
+#endif
     model::backward(*policy, fwd, d, grads);
   }
-  m.grad_norm = train::clip_grad_norm(grads, a.grad_clip);
   m.lr = sched.at(s);
-  opt->step(grads, m.lr);
-  for (const auto& n : policy->param_names()) policy->param(n).copy_from(opt->master(n));
-  policy->weights_changed();
+#if QARL_HAVE_CUDA
+  if (gpu) {
+    m.grad_norm = gpu->clip_grad_norm(a.grad_clip);
+    gpu->step(m.lr);
+  }
+#endif
+  if (!on_gpu()) {
+    m.grad_norm = train::clip_grad_norm(grads, a.grad_clip);
+    opt->step(grads, m.lr);
+    for (const auto& n : policy->param_names()) policy->param(n).copy_from(opt->master(n));
+    policy->weights_changed();
+  }
   double train_s = seconds_since(t_train);
   m.loss = loss;
 
@@ -546,6 +628,12 @@ train::StepMetrics Trainer::Impl::train_step() {
   m.train_tokens_per_s = train_s > 0 ? double(train_tokens) / train_s : 0;
   m.kv_cache_bytes_per_token = double(engine->cache().bytes_per_token());
   m.gemm_mode = "cpu-exact";
+#if QARL_HAVE_CUDA
+  if (gpu) {
+    m.kv_cache_bytes_per_token = double(gpu->kv_bytes_per_token());
+    m.gemm_mode = gpu->label();
+  }
+#endif
   m.kv_quant = kv_quant_label(rollout_model->model());
   m.rollout_only_experiment = r.rollout_only_experiment;
   m.kl_type = a.kl_type;
@@ -554,6 +642,9 @@ train::StepMetrics Trainer::Impl::train_step() {
 }
 
 void Trainer::Impl::save_checkpoint() {
+#if QARL_HAVE_CUDA
+  if (gpu) gpu->sync_to_cpu(*policy, *opt);  // checkpoints are written from the CPU copies
+#endif
   train::TrainState st;
   st.step = step;
   st.data_position = data->position();

@@ -25,6 +25,8 @@ model:
   tokenizer: ""           # "" : the model's own tokenizer
   warmstart_steps: 0      # tiny model only: SFT steps on the task's answer format before RL
   warmstart_lr: 3.0e-3
+  device: cpu             # cpu (fp32 reference) | cuda (bf16 GPU model: rollout and trainer on the GPU)
+  gemm_mode: exact        # cuda: exact (batch invariant: rollout logprobs = trainer's bitwise) | fast (cuBLAS)
 rollout:
   kv_cache: auto          # auto | fp8 | nvfp4: KV storage (native modes give identical results)
   kv_cache_bytes: 0       # KV cache budget in bytes; 0 : the engine's default
@@ -241,6 +243,8 @@ RunRecipe parse_run_recipe(const std::string& text, const std::string& label,
   r.model.tokenizer = resolve_path(S("model.tokenizer"), base_dir);
   r.model.warmstart_steps = I("model.warmstart_steps");
   r.model.warmstart_lr = D("model.warmstart_lr");
+  r.model.device = S("model.device");
+  r.model.gemm_mode = S("model.gemm_mode");
   r.rollout.kv_cache = S("rollout.kv_cache");
   if (r.rollout.kv_cache != "auto" && r.rollout.kv_cache != "fp8" && r.rollout.kv_cache != "nvfp4")
     throw err("rollout.kv_cache must be auto, fp8 or nvfp4, got '{}'", r.rollout.kv_cache).file(label).key("rollout.kv_cache");
@@ -297,6 +301,8 @@ RunRecipe parse_run_recipe(const std::string& text, const std::string& label,
   if (r.model.path.empty()) throw err("must name a model (tiny or a directory)").file(label).key("model.path");
   if (r.model.path != "tiny" && !fs::is_directory(r.model.path))
     throw err("model directory '{}' does not exist", r.model.path).file(label).key("model.path");
+  one_of(r.model.device, {"cpu", "cuda"}, "model.device", label);
+  one_of(r.model.gemm_mode, {"exact", "fast"}, "model.gemm_mode", label);
   one_of(r.task.kind, {"arithmetic", "jsonl"}, "task.kind", label);
   one_of(r.task.answer_format, {"last_number", "boxed"}, "task.answer_format", label);
   if (r.task.kind == "arithmetic" && (r.task.difficulty < 1 || r.task.difficulty > 3))
@@ -371,7 +377,8 @@ std::string run_recipe_to_yaml(const RunRecipe& r) {
   out << YAML::Key << "model" << YAML::Value << YAML::BeginMap << YAML::Key << "path" << YAML::Value
       << r.model.path << YAML::Key << "tokenizer" << YAML::Value << r.model.tokenizer << YAML::Key
       << "warmstart_steps" << YAML::Value << r.model.warmstart_steps << YAML::Key << "warmstart_lr"
-      << YAML::Value << r.model.warmstart_lr << YAML::EndMap;
+      << YAML::Value << r.model.warmstart_lr << YAML::Key << "device" << YAML::Value << r.model.device
+      << YAML::Key << "gemm_mode" << YAML::Value << r.model.gemm_mode << YAML::EndMap;
   out << YAML::Key << "rollout" << YAML::Value << YAML::BeginMap << YAML::Key << "kv_cache"
       << YAML::Value << r.rollout.kv_cache << YAML::Key << "kv_cache_bytes" << YAML::Value
       << r.rollout.kv_cache_bytes << YAML::EndMap;

@@ -27,6 +27,8 @@ struct RunRecipe {
     std::string tokenizer;   // "" : the model's own (or the tiny byte tokenizer)
     int64_t warmstart_steps = 0;  // tiny model: SFT steps on the task's format before RL
     double warmstart_lr = 3e-3;
+    std::string device = "cpu";      // cpu | cuda
+    std::string gemm_mode = "exact"; // cuda: exact | fast
   } model;
 
   struct Rollout {
