@@ -31,6 +31,7 @@
 #include "qarl/rl/task.h"
 #include "qarl/rl/tiny_model.h"
 #include "qarl/rollout/engine.h"
+#include "qarl/kernels/cuda/device.h"
 #if QARL_HAVE_CUDA
 #include "qarl/gpu/trainer_backend.h"
 #endif
@@ -248,6 +249,14 @@ void Trainer::Impl::calibrate(const std::string& model_dir) {
 
 void Trainer::Impl::setup(bool resume) {
   run_dir = r.logging.run_dir;
+  if (r.model.device == "cuda") {  // before any work: no device, no run
+#if QARL_HAVE_CUDA
+    if (!kernels::gpu::available())
+      throw usage_err("model.device: cuda: {}", kernels::gpu::unavailable_reason()).file(r.source).key("model.device");
+#else
+    throw usage_err("model.device: cuda: this qarl was built without CUDA").file(r.source).key("model.device");
+#endif
+  }
   if (!resume && fs::exists(run_dir + "/checkpoints"))
     throw usage_err("run directory {} already holds checkpoints: resume it with --resume {} or "
                     "choose another logging.run_dir", run_dir, run_dir);
@@ -348,15 +357,6 @@ void Trainer::Impl::setup(bool resume) {
 // calibration and checkpoints stay on the CPU models).
 void Trainer::Impl::setup_gpu() {
   const auto& a = r.algorithm;
-  auto refuse = [&](const std::string& why, const char* key) {
-    return usage_err("model.device: cuda: {}", why).file(r.source).key(key);
-  };
-  if (a.name == "distill") throw refuse("distillation runs on the CPU only for now", "algorithm.name");
-  if (r.rollout.kv_cache != "auto")
-    throw refuse("native K/V cache storage (fp8/nvfp4) is CPU-only for now; the GPU cache is bf16 "
-                 "holding the fake-quantized values", "rollout.kv_cache");
-  if (r.rollout_only_experiment)
-    throw refuse("the rollout-only experiment runs on the CPU only for now", "quant.rollout_only_experiment");
 #if QARL_HAVE_CUDA
   gpu = std::make_unique<gpu::TrainerBackend>(
       *policy, rollout_model->model(), reference.get(),
@@ -365,7 +365,7 @@ void Trainer::Impl::setup_gpu() {
   log_info("GPU: {} ({} GEMM): rollouts, trainer passes, AdamW and refit on the device", gpu->device(),
            r.model.gemm_mode);
 #else
-  throw refuse("this qarl was built without CUDA", "model.device");
+  (void)a;
 #endif
 }
 

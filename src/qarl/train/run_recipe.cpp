@@ -361,6 +361,18 @@ RunRecipe parse_run_recipe(const std::string& text, const std::string& label,
   r.rollout_only_experiment = g.rollout_only_experiment;
   r.rollout_only_constant_fp8 = g.rollout_only_constant_fp8;
   r.recipe_note = g.note;
+  if (r.model.device == "cuda") {
+    // What the GPU path does not do yet: refused here, naming the key, not mid-run.
+    auto refuse = [&](const char* key, const std::string& why) {
+      return err("model.device: cuda: {}", why).file(label).key(key);
+    };
+    if (a.name == "distill") throw refuse("algorithm.name", "distillation runs on the CPU only for now");
+    if (r.rollout.kv_cache != "auto")
+      throw refuse("rollout.kv_cache", "native K/V storage (fp8/nvfp4) is CPU-only for now; the GPU "
+                                       "cache holds the fake-quantized values in bf16");
+    if (r.rollout_only_experiment)
+      throw refuse("quant.rollout_only_experiment", "the rollout-only experiment runs on the CPU only for now");
+  }
   return r;
 }
 
