@@ -134,8 +134,15 @@ TEST_P(GpuModelFamilies, CudaExactRolloutLogprobsEqualTrainerBitwise) {
     p.max_new_tokens = 24;
     const auto batched = gpu::generate(g, prompts, p, seed);
     // Alone in its batch, a prompt gives the same tokens and logprobs bit for bit.
-    const auto alone = gpu::generate(g, {prompts[2]}, p, seed);
+    rollout::GenRequest one;
+    one.prompt = prompts[2];
+    one.params = p;
+    one.rng_index = 2;  // the random stream it had as request 2 of the batch
+    gpu::GenerateOptions go;
+    go.seed = seed;
+    const auto alone = gpu::generate(g, std::vector<rollout::GenRequest>{one}, go);
     ASSERT_EQ(alone[0].tokens.size(), batched[2].tokens.size());
+    EXPECT_EQ(alone[0].tokens, batched[2].tokens);
     EXPECT_EQ(0, std::memcmp(alone[0].logprobs.data(), batched[2].logprobs.data(), 4 * alone[0].logprobs.size()));
     // The trainer's forward over prompt + completion scores every generated token with the
     // same bits as the rollout reported.
