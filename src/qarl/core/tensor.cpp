@@ -1,6 +1,9 @@
 #include "qarl/core/tensor.h"
 
 #include <cstdlib>
+#include <map>
+#include <mutex>
+#include <vector>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -24,6 +27,66 @@ std::string shape_str(const Shape& s) { return fmt::format("[{}]", fmt::join(s, 
 
 // ---- Storage -------------------------------------------------------------------------
 
+#ifdef QARL_HAVE_CUDA
+namespace {
+// Freed device blocks are kept for reuse by exact size: cudaMalloc costs tens of
+// microseconds and cudaFree synchronizes the device, which a decode step allocating its
+// activations would pay on every call. Reuse is safe for work on the legacy default stream
+// (where all of qarl's kernels run): a new owner's work is ordered after the old owner's, and
+// the legacy stream also waits for other blocking streams. Work on a non-blocking stream
+// must be finished before the tensor it uses is released. QARL_CUDA_CACHE_MB caps the
+// cached bytes (default 8192); on an out-of-memory the cache is emptied and the allocation
+// retried.
+class DeviceBlockCache {
+ public:
+  void* take(size_t bytes) {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = free_.find(bytes);
+    if (it == free_.end() || it->second.empty()) return nullptr;
+    void* p = it->second.back();
+    it->second.pop_back();
+    cached_ -= bytes;
+    return p;
+  }
+  void give(void* p, size_t bytes) {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      if (cached_ + bytes <= limit()) {
+        free_[bytes].push_back(p);
+        cached_ += bytes;
+        return;
+      }
+    }
+    cudaFree(p);
+  }
+  void release_all() {
+    std::lock_guard<std::mutex> g(mu_);
+    for (auto& [n, v] : free_)
+      for (void* p : v) cudaFree(p);
+    free_.clear();
+    cached_ = 0;
+  }
+
+ private:
+  static size_t limit() {
+    static const size_t l = [] {
+      const char* e = std::getenv("QARL_CUDA_CACHE_MB");
+      return size_t(e ? std::strtoull(e, nullptr, 10) : 8192) << 20;
+    }();
+    return l;
+  }
+  std::mutex mu_;
+  std::map<size_t, std::vector<void*>> free_;
+  size_t cached_ = 0;
+};
+// Leaked on purpose: device memory must not be freed after the CUDA runtime shut down.
+DeviceBlockCache& device_cache() {
+  static DeviceBlockCache* c = new DeviceBlockCache();
+  return *c;
+}
+}  // namespace
+#endif
+
 std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
   std::shared_ptr<Storage> s(new Storage());
   s->nbytes_ = nbytes;
@@ -35,9 +98,17 @@ std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
     if (!s->data_) throw runtime_err("out of host memory allocating {} bytes", nbytes);
   } else {
 #ifdef QARL_HAVE_CUDA
-    cudaError_t e = cudaMalloc(&s->data_, alloc);
-    if (e != cudaSuccess)
-      throw runtime_err("cudaMalloc of {} bytes failed: {}", nbytes, cudaGetErrorString(e));
+    s->data_ = device_cache().take(alloc);
+    if (!s->data_) {
+      cudaError_t e = cudaMalloc(&s->data_, alloc);
+      if (e == cudaErrorMemoryAllocation) {
+        cudaGetLastError();
+        device_cache().release_all();
+        e = cudaMalloc(&s->data_, alloc);
+      }
+      if (e != cudaSuccess)
+        throw runtime_err("cudaMalloc of {} bytes failed: {}", nbytes, cudaGetErrorString(e));
+    }
 #else
     throw runtime_err("this qarl was built without CUDA; cannot allocate device memory");
 #endif
@@ -62,7 +133,7 @@ Storage::~Storage() {
     std::free(data_);
   } else {
 #ifdef QARL_HAVE_CUDA
-    cudaFree(data_);
+    device_cache().give(data_, nbytes_ == 0 ? 64 : (nbytes_ + 63) / 64 * 64);
 #endif
   }
 }
