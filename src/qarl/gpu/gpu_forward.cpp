@@ -173,15 +173,24 @@ Tensor GpuModel::forward(const std::vector<Chunk>& chunks, PagedCache& cache, Tr
     st->rstd_f = rstd_f;
     st->hf = hf;
   } else {
-    int64_t at = 0;
+    // Rows that need logits, merged into runs of consecutive rows (a decode step is one run).
+    int64_t at = 0, run_first = 0, run_rows = 0;
+    auto flush = [&] {
+      if (run_rows == 0) return;
+      kg::gemm_forward(mode_, run_rows, V, H, B(hf) + run_first * H, H, B(lm), H, Elem::F32,
+                       F(logits) + at * V, V, false, nullptr);
+      at += run_rows;
+      run_rows = 0;
+    };
     for (size_t s = 0; s < chunks.size(); ++s) {
       const int nl = chunks[s].n_logits;
       if (nl == 0) continue;
       const int64_t first = offset[s] + int64_t(chunks[s].tokens.size()) - nl;
-      kg::gemm_forward(mode_, nl, V, H, B(hf) + first * H, H, B(lm), H, Elem::F32, F(logits) + at * V,
-                       V, false, nullptr);
-      at += nl;
+      if (run_rows > 0 && first != run_first + run_rows) flush();
+      if (run_rows == 0) run_first = first;
+      run_rows += nl;
     }
+    flush();
   }
   kg::check_last_launch("GPU model head");
   return logits;
