@@ -216,7 +216,11 @@ TEST_P(GpuModelFamilies, CudaBackwardMatchesCpu) {
       }
       const double rel = std::sqrt(num / std::max(den, 1e-30));
       if (rel > worst) worst = rel, worst_name = name;
-      EXPECT_LT(rel, 0.05) << name << " relative L2 error of the GPU gradient";
+      // Unquantized, the bound checks the backward's arithmetic. With FP8 K/V the GPU
+      // quantizes bf16-rounded K/V and the CPU fp32 ones, so some elements land one FP8 step
+      // (6%) apart and the q/k gradients (which read K) differ by several percent: the looser
+      // bound still catches a broken straight-through path (errors of order 1).
+      EXPECT_LT(rel, kc.recipe ? 0.2 : 0.05) << name << " relative L2 error of the GPU gradient";
     }
     std::printf("[%s] worst gradient relative L2 error %.3g (%s)\n", kc.name, worst, worst_name.c_str());
   }

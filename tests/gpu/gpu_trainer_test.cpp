@@ -20,6 +20,7 @@ namespace fs = std::filesystem;
 train::RunRecipe gpu_recipe(const std::string& tmp, const std::string& name, std::vector<std::string> ov) {
   std::string path = materialize_embedded_recipe(tmp + "/recipes", name);
   ov.insert(ov.end(), {"logging.run_dir=" + tmp + "/run", "logging.progress=false", "model.device=cuda",
+                       "rollout.kv_cache=auto",  // the GPU cache is bf16 (native storage is CPU-only)
                        "model.warmstart_steps=40", "algorithm.warmup_steps=1", "algorithm.prompts_per_step=4",
                        "algorithm.samples_per_prompt=4", "calibration.quant_calib_size=4"});
   return train::load_run_recipe(path, ov);
@@ -64,7 +65,8 @@ TEST(GpuTrainer, UnsupportedCombinationsAreRefusedUpFront) {
   test::TempDir d;
   // Everywhere, GPU or not: refused when the recipe is loaded, naming the key.
   try {
-    Trainer t(gpu_recipe(d.path(), "grpo-tiny-nvfp4-kv.yaml", {"rollout.kv_cache=nvfp4"}), false);
+    std::string path = materialize_embedded_recipe(d.path() + "/recipes", "grpo-tiny-nvfp4-kv.yaml");
+    Trainer t(train::load_run_recipe(path, {"model.device=cuda", "rollout.kv_cache=nvfp4"}), false);
     FAIL() << "native KV storage with model.device cuda must be refused";
   } catch (const Error& e) {
     EXPECT_EQ(e.key(), "rollout.kv_cache") << e.what();
