@@ -101,29 +101,43 @@ std::vector<Result> run_model(const Options& opt) {
   for (gpu::GemmMode mode : {gpu::GemmMode::kFast, gpu::GemmMode::kExact}) {
     m.set_gemm_mode(mode);
     gpu::TrainState st;
+    double phase[3] = {0, 0, 0};  // forward, backward, clip + AdamW (synchronized, summed)
     auto step = [&] {
+      double t0 = now_s();
       gpu::forward_train(m, seqs, 1.0f, st);
+      cudaDeviceSynchronize();
+      double t1 = now_s();
       grads.zero();
       gpu::backward(m, st, d, grads);
+      cudaDeviceSynchronize();
+      double t2 = now_s();
       adam.clip(grads, 1.0);
       adam.step(grads, 1e-6);
       cudaDeviceSynchronize();
+      double t3 = now_s();
+      phase[0] += t1 - t0, phase[1] += t2 - t1, phase[2] += t3 - t2;
     };
     step();
+    phase[0] = phase[1] = phase[2] = 0;
     std::vector<double> t;
-    for (int i = 0; i < (opt.quick ? 2 : 4); ++i) {
+    const int reps = opt.quick ? 2 : 4;
+    for (int i = 0; i < reps; ++i) {
       const double t0 = now_s();
       step();
       t.push_back(now_s() - t0);
     }
     std::sort(t.begin(), t.end());
     const double s = t[t.size() / 2];
+    for (double& p : phase) p /= reps;
     const double tokens = double(tb) * tl, flops = 6.0 * params * tokens;
     out.push_back(Result{fmt::format("model_train_{}", kernels::gpu::gemm_mode_name(mode)), "BF16",
                          fmt::format("{}x{} {}", tb, tl, shape), s, 0, flops,
-                         fmt::format("{:.0f} tok/s, {:.0f} TFLOP/s at 6 N T (N = {:.0f} M)", tokens / s,
-                                     flops / s / 1e12, params / 1e6),
-                         {{"tokens_per_s", tokens / s}, {"params", params}}});
+                         fmt::format("{:.0f} tok/s, {:.0f} TFLOP/s at 6 N T (N = {:.0f} M); forward {:.0f} ms, "
+                                     "backward {:.0f} ms, clip+AdamW {:.0f} ms",
+                                     tokens / s, flops / s / 1e12, params / 1e6, phase[0] * 1e3,
+                                     phase[1] * 1e3, phase[2] * 1e3),
+                         {{"tokens_per_s", tokens / s}, {"params", params}, {"forward_s", phase[0]},
+                          {"backward_s", phase[1]}, {"optimizer_s", phase[2]}}});
   }
   return out;
 }
