@@ -270,6 +270,8 @@ const std::vector<Config>& configs() {
       {8, 2, 64, {300, 1, 67, 5}},    // group 4
       {4, 4, 64, {5, 67, 1, 300}},    // group 1
       {4, 1, 128, {67, 130, 1}},      // group 4, hd 128
+      {4, 2, 16, {5, 67, 1, 90}},     // the tiny model's heads (hd 16)
+      {6, 3, 32, {67, 1, 33}},        // hd 32
   };
   return c;
 }

@@ -1,5 +1,9 @@
 // attention_backward (attention_gpu.h): the simple form, per sequence with cuBLAS fp32 GEMMs
-// (no TF32) over head-major fp32 copies of q, k, v, dout. For KV head g its `group` query
+// on tensor cores in TF32 over head-major fp32 copies of q, k, v, dout. q, k, v and dout are
+// bf16 values, exact in TF32, so S and dP are as exact as fp32 GEMMs; P and dS are rounded to
+// TF32 (10-bit mantissa, finer than the bf16 a fused kernel would use) for the second
+// products. TF32 runs the backward ~5x faster than plain fp32 SGEMM (which took 57% of the
+// Qwen3-0.6B training step). For KV head g its `group` query
 // heads share K and V, so their rows stack into one [group*T, hd] operand:
 //   S_g  = scale * Q_g K_g^T           [group*T, T]
 //   dP_g = dO_g V_g^T
@@ -28,7 +32,7 @@ cublasHandle_t cublas() {
     cublasHandle_t x = nullptr;
     if (cublasCreate(&x) != CUBLAS_STATUS_SUCCESS)
       throw runtime_err("attention backward: cublasCreate failed");
-    cublasSetMathMode(x, CUBLAS_PEDANTIC_MATH);  // true fp32, never TF32
+    cublasSetMathMode(x, CUBLAS_TF32_TENSOR_OP_MATH);  // see the top of the file
     return x;
   }();
   return h;

@@ -257,10 +257,12 @@ void launch_forward_tiles(const Tile* tiles, int n_tiles, const bf16* q, int64_t
   if (n_tiles == 0) return;
   const float scale_log2 = float(double(scale) * 1.4426950408889634);
   auto st = static_cast<cudaStream_t>(stream);
-  if (kv.head_dim == 128)
-    launch<128>(tiles, n_tiles, q, q_stride, kv, group, scale_log2, out, out_stride, lse, st);
-  else
-    launch<64>(tiles, n_tiles, q, q_stride, kv, group, scale_log2, out, out_stride, lse, st);
+  switch (kv.head_dim) {  // D % 16 == 0: mma k-steps of 16, ldmatrix x4 column pairs
+    case 128: launch<128>(tiles, n_tiles, q, q_stride, kv, group, scale_log2, out, out_stride, lse, st); break;
+    case 64: launch<64>(tiles, n_tiles, q, q_stride, kv, group, scale_log2, out, out_stride, lse, st); break;
+    case 32: launch<32>(tiles, n_tiles, q, q_stride, kv, group, scale_log2, out, out_stride, lse, st); break;
+    default: launch<16>(tiles, n_tiles, q, q_stride, kv, group, scale_log2, out, out_stride, lse, st); break;
+  }
   check_last_launch("attention forward");
 }
 

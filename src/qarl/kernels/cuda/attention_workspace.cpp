@@ -41,8 +41,8 @@ void attention_forward(const bf16* q, int64_t q_stride, const std::vector<AttnSe
                        const PagedKV& kv, int n_heads, float scale, bf16* out,
                        int64_t out_stride, float* lse, AttentionWorkspace& ws, void* stream) {
   const int D = kv.head_dim;
-  if (D != 64 && D != 128)
-    throw usage_err("attention forward: head_dim {} is not supported (64 or 128)", D);
+  if (D != 16 && D != 32 && D != 64 && D != 128)
+    throw usage_err("attention forward: head_dim {} is not supported (16, 32, 64 or 128)", D);
   if (kv.n_kv_heads <= 0 || n_heads <= 0 || n_heads % kv.n_kv_heads != 0)
     throw usage_err("attention forward: {} query heads are not a multiple of {} KV heads",
                     n_heads, kv.n_kv_heads);
