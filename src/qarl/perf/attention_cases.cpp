@@ -95,7 +95,7 @@ std::vector<Result> run_cuda(const Options& opt) {
     sec = gpu::time_median_s(bwd, 1, std::max(3, reps / 4));
     const double bwd_bytes = 2.0 * (3.0 * R * w + 2.0 * R * kw) + 4.0 * (R * w + 2.0 * R * kw);
     out.push_back({"attn_bwd_train", "BF16", shape, sec, bwd_bytes, 2.5 * flops,
-                   fmt::format("{:.1f} TFLOP/s (2.5x causal fwd; cuBLAS fp32, simple form)",
+                   fmt::format("{:.1f} TFLOP/s (2.5x causal fwd; cuBLAS TF32, simple form)",
                                2.5 * flops / sec / 1e12)});
   }
   for (int batch : {1, 64}) {  // decode: one row per sequence at position T-1

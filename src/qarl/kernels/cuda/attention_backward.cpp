@@ -2,8 +2,8 @@
 // on tensor cores in TF32 over head-major fp32 copies of q, k, v, dout. q, k, v and dout are
 // bf16 values, exact in TF32, so S and dP are as exact as fp32 GEMMs; P and dS are rounded to
 // TF32 (10-bit mantissa, finer than the bf16 a fused kernel would use) for the second
-// products. TF32 runs the backward ~5x faster than plain fp32 SGEMM (which took 57% of the
-// Qwen3-0.6B training step). For KV head g its `group` query
+// products. Measured on the H200 at 8 x 1024, 16/8 heads, hd 128: 6.66 ms per layer in plain
+// fp32 SGEMM (57% of the Qwen3-0.6B training step), 2.93 ms in TF32. For KV head g its `group` query
 // heads share K and V, so their rows stack into one [group*T, hd] operand:
 //   S_g  = scale * Q_g K_g^T           [group*T, T]
 //   dP_g = dO_g V_g^T
