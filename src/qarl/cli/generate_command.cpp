@@ -34,6 +34,11 @@
 #include "qarl/tokenizer/jsonl.h"
 #include "qarl/tokenizer/stop_strings.h"
 #include "qarl/tokenizer/tokenizer.h"
+#include "qarl/kernels/cuda/device.h"
+#if QARL_HAVE_CUDA
+#include "qarl/gpu/generate.h"
+#include "qarl/gpu/gpu_model.h"
+#endif
 
 namespace {
 
@@ -41,7 +46,7 @@ using namespace qarl;
 using nlohmann::json;
 
 struct Opts {
-  std::string model, prompts, out, recipe, kv_amax, kv_cache = "auto";
+  std::string model, prompts, out, recipe, kv_amax, kv_cache = "auto", device = "cpu", gemm_mode = "exact";
   int max_new_tokens = 16, top_k = 0, n = 1, block_size = 16;
   float temperature = 1.0f, top_p = 1.0f, min_p = 0.0f;
   uint64_t seed = 0, kv_cache_bytes = 0;
@@ -205,7 +210,17 @@ std::function<int()> setup(CLI::App& app) {
   app.add_option("--max-batch-tokens", o->max_batch_tokens, "tokens per forward step (default 512)");
   app.add_flag("--ignore-eos", o->ignore_eos, "do not stop at the config's eos_token_id");
   app.add_option("--stop", o->stop, "stop string (repeatable; needs the checkpoint's tokenizer)");
+  app.add_option("--device", o->device, "cpu (fp32 reference engine) or cuda (bf16 GPU model)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--gemm-mode", o->gemm_mode,
+                 "cuda only: exact (logprobs equal `qarl score --device cuda` bitwise) or fast")
+      ->check(CLI::IsMember({"exact", "fast"}));
   return [o] {
+    if (o->device == "cuda" && o->kv_cache != "auto")
+      throw usage_err("--device cuda: --kv-cache {} (native storage) is CPU-only for now; the GPU "
+                      "cache holds the fake-quantized values in bf16", o->kv_cache);
+    if (o->device == "cuda" && !kernels::gpu::available())
+      throw usage_err("--device cuda: {}", kernels::gpu::unavailable_reason());
     quant::QuantRecipe recipe = o->recipe.empty() ? quant::QuantRecipe::none()
                                                   : quant::QuantRecipe::load(o->recipe);
     std::map<std::string, Tensor> amax;
@@ -269,9 +284,26 @@ std::function<int()> setup(CLI::App& app) {
              "bytes/token", line_prompts.size(), total, rollout::kv_cache_mode_name(cfg.kv_mode),
              engine.cache().blocks().num_blocks(), cfg.block_size, engine.cache().bytes_per_token());
     ProgressBar bar("generate", total);
-    auto outs = engine.generate(std::move(reqs), [&](int64_t done) { bar.update(done); });
-    const auto& st = engine.stats();
-    bar.finish(fmt::format("{} steps, {} preemptions", st.steps, st.preemptions));
+    std::vector<rollout::SampleOutput> outs;
+    std::string summary;
+    if (o->device == "cuda") {
+#if QARL_HAVE_CUDA
+      gpu::GpuModel gm(rm->model(), kernels::gpu::parse_gemm_mode(o->gemm_mode.c_str()));
+      gpu::GenerateOptions go;
+      go.seed = o->seed;
+      gpu::GenerateStats gs;
+      outs = gpu::generate(gm, std::move(reqs), go, [&](int64_t done) { bar.update(done); }, &gs);
+      bar.finish(fmt::format("{} steps on {} ({} GEMM)", gs.steps, kernels::gpu::device_name(), o->gemm_mode));
+      summary = fmt::format("{} prefill + {} sampled tokens, {:.3f} s prefill steps, {:.3f} s decode steps",
+                            gs.prefill_tokens, gs.decode_tokens, gs.prefill_s, gs.decode_s);
+#endif
+    } else {
+      outs = engine.generate(std::move(reqs), [&](int64_t done) { bar.update(done); });
+      const auto& st = engine.stats();
+      bar.finish(fmt::format("{} steps, {} preemptions", st.steps, st.preemptions));
+      summary = fmt::format("{} prefill + {} decode tokens in {:.3f} s forward, {:.3f} s sampling",
+                            st.prefill_tokens, st.decode_tokens, st.forward_seconds, st.sample_seconds);
+    }
 
     // Group outputs by input line.
     std::vector<std::vector<const rollout::SampleOutput*>> by_line(line_prompts.size());
@@ -311,9 +343,7 @@ std::function<int()> setup(CLI::App& app) {
       }
     }
     write_file_atomic(o->out, text);
-    log_info("generate: {} prefill + {} decode tokens in {:.3f} s forward, {:.3f} s sampling; {} "
-             "failed prompts", st.prefill_tokens, st.decode_tokens, st.forward_seconds,
-             st.sample_seconds, n_err);
+    log_info("generate: {}; {} failed prompts", summary, n_err);
     return 0;
   };
 }
