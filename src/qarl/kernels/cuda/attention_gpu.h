@@ -49,10 +49,19 @@ class AttentionWorkspace {
   ~AttentionWorkspace();
   AttentionWorkspace(const AttentionWorkspace&) = delete;
   AttentionWorkspace& operator=(const AttentionWorkspace&) = delete;
-  void* reserve(size_t bytes);  // device pointer to at least `bytes`, grown as needed
+  // Device pointer to at least `bytes`, grown as needed. The caller may overwrite it, so it
+  // also forgets the remembered upload below.
+  void* reserve(size_t bytes);
+  // The forward's tile plan: a forward over many layers plans the same tiles for each, and
+  // an upload from pageable memory waits for the stream to drain (the GPU would idle while
+  // the host launches the next layer). The plan is uploaded once and reused while unchanged.
+  bool holds_upload(const void* host, size_t bytes) const;
+  void remember_upload(const void* host, size_t bytes);
+  void* data() const { return ptr_; }
  private:
   void* ptr_ = nullptr;
   size_t size_ = 0;
+  std::vector<unsigned char> uploaded_;  // host copy of what the buffer's start holds
 };
 
 // q: [R, q_stride] bf16 (n_heads*head_dim per row, head-major); out like q (out_stride) bf16;
