@@ -52,9 +52,10 @@ class AttentionWorkspace {
   // Device pointer to at least `bytes`, grown as needed. The caller may overwrite it, so it
   // also forgets the remembered upload below.
   void* reserve(size_t bytes);
-  // The forward's tile plan: a forward over many layers plans the same tiles for each, and
-  // an upload from pageable memory waits for the stream to drain (the GPU would idle while
-  // the host launches the next layer). The plan is uploaded once and reused while unchanged.
+  // The forward's tile plan: a forward over many layers plans the same tiles for each, so it
+  // is uploaded once and reused while unchanged (one host-to-device copy per forward instead
+  // of one per layer; measured on the H200, the batch-1 decode step did not change: 3.19 vs
+  // 3.16 ms, the launches of the other kernels dominate).
   bool holds_upload(const void* host, size_t bytes) const;
   void remember_upload(const void* host, size_t bytes);
   void* data() const { return ptr_; }
