@@ -9,6 +9,7 @@
 # Environment: QARL_GPU_JOBS (build jobs, default nproc), QARL_GPU_SKIP_TESTS=1,
 # QARL_GPU_SKIP_PEERS=1, QARL_GPU_TRANSFORMERS=0 (leave out the transformers generate/train peers),
 # QARL_GPU_TEST_FILTER (gtest filter, default all), QARL_GPU_SKIP_BENCH=1 (no qarl bench, no peers),
+# QARL_GPU_BENCH_FILTER (only the qarl bench cases whose name contains it),
 # QARL_NCCL_ROOT (NCCL for the refit NCCL wire; default: the PyTorch pip package's nvidia/nccl).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -103,7 +104,7 @@ fi
 # ---- benchmarks -------------------------------------------------------------------------
 [ "${QARL_GPU_SKIP_BENCH:-0}" = 1 ] && QARL_GPU_SKIP_PEERS=1
 if [ "${QARL_GPU_SKIP_BENCH:-0}" != 1 ]; then
-  "$BUILD/qarl" bench --backend cuda --json "$OUT/qarl_bench.json" > "$OUT/qarl_bench.log" 2>&1
+  "$BUILD/qarl" bench --backend cuda ${QARL_GPU_BENCH_FILTER:+--filter "$QARL_GPU_BENCH_FILTER"} --json "$OUT/qarl_bench.json" > "$OUT/qarl_bench.log" 2>&1
   rc=$?
   cat "$OUT/qarl_bench.log"
   note "qarl bench: rc $rc"

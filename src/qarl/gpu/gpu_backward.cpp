@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include "qarl/core/error.h"
+#include "qarl/gpu/section_timer.h"
 #include "qarl/gpu/train_state.h"
 #include "qarl/kernels/cuda/attention_gpu.h"
 #include "qarl/kernels/cuda/fake_quant.h"
@@ -103,6 +104,7 @@ void backward(GpuModel& m, TrainState& st, const std::vector<std::vector<float>>
       throw err("GPU backward: sequence {} has {} tokens but {} logprob gradients", s, T, d_logprobs[s].size());
     for (size_t t = 0; t + 1 < T; ++t) g[size_t(st.seq_offset[s]) + t] = d_logprobs[s][t];
   }
+  section("bwd.lm_head");
   Tensor d_g = Tensor::borrow(g.data(), {R}, DType::F32, nullptr).to_device(Device::CUDA);
 
   // Head: d logits (bf16) -> d hf, d lm_head.
@@ -115,6 +117,7 @@ void backward(GpuModel& m, TrainState& st, const std::vector<std::vector<float>>
   Tensor dhf = dev({R, H}, DType::F32);
   kg::gemm_backward_data(R, V, H, B(dlogits), V, B(m.lm_head_bf16()), H, Elem::F32, F(dhf), H, false, nullptr);
   dlogits = Tensor();
+  section("bwd.norm");
   Tensor dx = dev({R, H}, DType::F32);
   kg::launch_rmsnorm_backward(Elem::F32, F(dhf), H, Elem::F32, F(st.x_final), H, F(m.final_norm()),
                               F(st.rstd_f), R, 1, int(H), F(dx), H, false, F(G.final_norm), nullptr);
@@ -133,24 +136,31 @@ void backward(GpuModel& m, TrainState& st, const std::vector<std::vector<float>>
     LayerActs& A = st.layers[size_t(l)];
     GpuGrads::Layer& GL = G.layers[size_t(l)];
     // ---- MLP: x += down(silu(gate) * up)(norm2(x_mid)) ----
+    section("bwd.gemm.down");
     kg::launch_cast(Elem::F32, F(dx), Elem::BF16, dx16.data(), R * H, nullptr);
     kg::gemm_backward_weight(R, H, I, B(dx16), H, B(A.act), I, F(GL.down), I, nullptr);
     kg::gemm_backward_data(R, H, I, B(dx16), H, B(L.w_down), I, Elem::BF16, dact.data(), I, false, nullptr);
+    section("bwd.swiglu");
     kg::launch_swiglu_backward(B(dact), B(A.gu), R, I, Bm(dgu), nullptr);
+    section("bwd.gemm.gate_up");
     kg::gemm_backward_weight(R, 2 * I, H, B(dgu), 2 * I, B(A.h2), H, F(GL.gu), H, nullptr);
     kg::gemm_backward_data(R, 2 * I, H, B(dgu), 2 * I, B(L.w_gu), H, Elem::F32, F(dh), H, false, nullptr);
+    section("bwd.norm");
     kg::launch_rmsnorm_backward(Elem::F32, F(dh), H, Elem::F32, F(A.x_mid), H, F(L.post_norm), F(A.rstd2),
                                 R, 1, int(H), F(dx), H, true, F(GL.post_norm), nullptr);
     A.act = A.gu = A.h2 = A.x_mid = Tensor();
     // ---- attention: x += o(attn(q, k, v)) (+ o bias) ----
+    section("bwd.gemm.o");
     if (L.o_bias.defined()) kg::launch_bias_backward(Elem::F32, F(dx), R, H, H, F(GL.o_bias), nullptr);
     kg::launch_cast(Elem::F32, F(dx), Elem::BF16, dx16.data(), R * H, nullptr);
     kg::gemm_backward_weight(R, H, qd, B(dx16), H, B(A.attn), qd, F(GL.o), qd, nullptr);
     kg::gemm_backward_data(R, H, qd, B(dx16), H, B(L.w_o), qd, Elem::BF16, dattn.data(), qd, false, nullptr);
+    section("bwd.attention");
     kg::attention_backward(st.segs, kv_first, B(A.qkv16), W, B(A.k), B(A.v), kd, B(A.attn), B(dattn), qd,
                            F(A.lse), nh, nkv, hd, scale, F(dqkv), W, F(dqkv) + qd, F(dqkv) + qd + kd, W,
                            st.attn_ws, nullptr);
     // Back through the K/V quantizers (straight-through, or clipped at amax).
+    section("bwd.qk_norm_rope");
     const auto& kq = m.k_quantizers()[size_t(l)];
     const auto& vq = m.v_quantizers()[size_t(l)];
     if (A.k_pre.defined())
@@ -166,14 +176,17 @@ void backward(GpuModel& m, TrainState& st, const std::vector<std::vector<float>>
                                   F(A.k_rstd), R, nkv, hd, F(dqkv) + qd, W, false, F(GL.k_norm), nullptr);
     }
     if (L.qkv_bias.defined()) kg::launch_bias_backward(Elem::F32, F(dqkv), R, W, W, F(GL.qkv_bias), nullptr);
+    section("bwd.gemm.qkv");
     kg::launch_cast(Elem::F32, F(dqkv), Elem::BF16, dqkv16.data(), R * W, nullptr);
     kg::gemm_backward_weight(R, W, H, B(dqkv16), W, B(A.h1), H, F(GL.qkv), H, nullptr);
     kg::gemm_backward_data(R, W, H, B(dqkv16), W, B(L.w_qkv), H, Elem::F32, F(dh), H, false, nullptr);
+    section("bwd.norm");
     kg::launch_rmsnorm_backward(Elem::F32, F(dh), H, Elem::F32, F(A.x_in), H, F(L.input_norm), F(A.rstd1),
                                 R, 1, int(H), F(dx), H, true, F(GL.input_norm), nullptr);
     A = LayerActs{};
     kg::check_last_launch("GPU model backward layer");
   }
+  section("bwd.embedding");
   kg::launch_embedding_backward(F(dx), H, st.tokens.data_as<int32_t>(), R, F(G.embed), nullptr);
   kg::check_last_launch("GPU model backward embedding");
   st.layers.clear();

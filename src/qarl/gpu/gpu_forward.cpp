@@ -10,6 +10,7 @@
 #include "qarl/core/error.h"
 #include "qarl/gpu/gpu_model.h"
 #include "qarl/gpu/paged_cache.h"
+#include "qarl/gpu/section_timer.h"
 #include "qarl/gpu/train_state.h"
 #include "qarl/kernels/cuda/attention_gpu.h"
 #include "qarl/kernels/cuda/fake_quant.h"
@@ -84,6 +85,7 @@ Tensor GpuModel::forward(const std::vector<Chunk>& chunks, PagedCache& cache, Tr
   ensure_rope(max_pos);
   cache.sync_tables();
 
+  section("fwd.upload");
   Tensor d_tokens = upload_i32(tokens), d_pos = upload_i32(positions), d_seq = upload_i32(row_seq);
   kg::AttentionWorkspace local_ws;
   kg::AttentionWorkspace& ws = st ? st->attn_ws : local_ws;
@@ -98,6 +100,7 @@ Tensor GpuModel::forward(const std::vector<Chunk>& chunks, PagedCache& cache, Tr
     st->layers.assign(size_t(c.num_hidden_layers), LayerActs{});
   }
 
+  section("fwd.embedding");
   Tensor x = dev({R, H}, DType::F32);
   kg::launch_embedding_forward(B(embed_w_), H, d_tokens.data_as<int32_t>(), R, F(x), nullptr);
   // Scratch reused across layers when not training.
@@ -109,12 +112,15 @@ Tensor GpuModel::forward(const std::vector<Chunk>& chunks, PagedCache& cache, Tr
     auto need = [&](Tensor& t, Shape s, DType d) {
       if (!t.defined()) t = dev(std::move(s), d);
     };
+    section("fwd.norm");
     if (st) A.x_in = x.clone();
     need(A.h1, {R, H}, DType::BF16);
     need(A.rstd1, {R}, DType::F32);
     kg::launch_rmsnorm_forward(Elem::F32, F(x), H, F(L.input_norm), R, 1, int(H), eps, Elem::BF16,
                                A.h1.data(), H, F(A.rstd1), nullptr);
+    section("fwd.gemm.qkv");
     kg::gemm_forward(mode_, R, W, H, B(A.h1), H, B(L.w_qkv), H, Elem::F32, F(qkv32), W, false, nullptr);
+    section("fwd.qk_norm_rope");
     if (L.qkv_bias.defined()) kg::launch_add_bias(Elem::F32, F(qkv32), R, W, W, F(L.qkv_bias), nullptr);
     if (c.qk_norm) {
       if (st) A.qkv_lin = qkv32.clone();
@@ -135,6 +141,7 @@ Tensor GpuModel::forward(const std::vector<Chunk>& chunks, PagedCache& cache, Tr
     need(A.v, {R, kd}, DType::BF16);
     kg::launch_copy_rows(Elem::BF16, Bm(A.qkv16) + qd, W, A.k.data(), kd, R, kd, nullptr);
     kg::launch_copy_rows(Elem::BF16, Bm(A.qkv16) + qd + kd, W, A.v.data(), kd, R, kd, nullptr);
+    section("fwd.kv_quant_write");
     const auto& kq = kq_[size_t(l)];
     const auto& vq = vq_[size_t(l)];
     if (st && kq.enabled() && !kq.config().pass_through_bwd) A.k_pre = A.k.clone();
@@ -145,23 +152,30 @@ Tensor GpuModel::forward(const std::vector<Chunk>& chunks, PagedCache& cache, Tr
     kg::launch_kv_write(view, B(A.k), B(A.v), kd, d_seq.data_as<int32_t>(), d_pos.data_as<int32_t>(), R, nullptr);
     need(A.attn, {R, qd}, DType::BF16);
     need(A.lse, {R * nh}, DType::F32);
+    section("fwd.attention");
     kg::attention_forward(B(A.qkv16), W, segs, view, nh, scale, Bm(A.attn), qd, F(A.lse), ws, nullptr);
+    section("fwd.gemm.o");
     kg::gemm_forward(mode_, R, H, qd, B(A.attn), qd, B(L.w_o), qd, Elem::F32, F(x), H, true, nullptr);
     if (L.o_bias.defined()) kg::launch_add_bias(Elem::F32, F(x), R, H, H, F(L.o_bias), nullptr);
+    section("fwd.norm");
     if (st) A.x_mid = x.clone();
     need(A.h2, {R, H}, DType::BF16);
     need(A.rstd2, {R}, DType::F32);
     kg::launch_rmsnorm_forward(Elem::F32, F(x), H, F(L.post_norm), R, 1, int(H), eps, Elem::BF16,
                                A.h2.data(), H, F(A.rstd2), nullptr);
     need(A.gu, {R, 2 * I}, DType::BF16);
+    section("fwd.gemm.gate_up");
     kg::gemm_forward(mode_, R, 2 * I, H, B(A.h2), H, B(L.w_gu), H, Elem::BF16, A.gu.data(), 2 * I, false, nullptr);
     need(A.act, {R, I}, DType::BF16);
+    section("fwd.swiglu");
     kg::launch_swiglu_forward(B(A.gu), R, I, Bm(A.act), nullptr);
+    section("fwd.gemm.down");
     kg::gemm_forward(mode_, R, H, I, B(A.act), I, B(L.w_down), I, Elem::F32, F(x), H, true, nullptr);
     kg::check_last_launch("GPU model layer");
   }
 
   // Final norm on every row (row-local, cheap), lm_head on the rows that need logits.
+  section("fwd.lm_head");
   Tensor rstd_f = dev({R}, DType::F32), hf = dev({R, H}, DType::BF16);
   kg::launch_rmsnorm_forward(Elem::F32, F(x), H, F(final_norm_), R, 1, int(H), eps, Elem::BF16,
                              hf.data(), H, F(rstd_f), nullptr);
@@ -222,6 +236,7 @@ std::vector<std::vector<float>> forward_train(GpuModel& m, const std::vector<std
   for (size_t s = 0; s < seqs.size(); ++s)
     for (size_t t = 0; t + 1 < seqs[s].size(); ++t)
       targets[size_t(st.seq_offset[s]) + t] = seqs[s][t + 1];
+  section("fwd.logprobs");
   st.targets = upload_i32(targets);
   st.lse_out = dev({R}, DType::F32);
   Tensor lp = dev({R}, DType::F32);

@@ -16,6 +16,7 @@
 #include "qarl/gpu/generate.h"
 #include "qarl/gpu/gpu_adamw.h"
 #include "qarl/gpu/gpu_model.h"
+#include "qarl/gpu/section_timer.h"
 #include "qarl/gpu/train_state.h"
 #include "qarl/kernels/cuda/device.h"
 #include "qarl/perf/registry.h"
@@ -128,6 +129,22 @@ std::vector<Result> run_model(const Options& opt) {
     }
     std::sort(t.begin(), t.end());
     const double s = t[t.size() / 2];
+    // One more step with every section timed (CUDA events between the model's marks).
+    std::vector<std::pair<std::string, double>> sections;
+    {
+      gpu::SectionTimer timer;
+      gpu::forward_train(m, seqs, 1.0f, st);
+      gpu::section("zero_grads");
+      grads.zero();
+      gpu::backward(m, st, d, grads);
+      gpu::section("clip");
+      adam.clip(grads, 1.0);
+      gpu::section("adamw");
+      adam.step(grads, 1e-6);
+      sections = timer.totals();
+    }
+    log_info("model_train_{}: GPU time by section, one step:\n{}", kernels::gpu::gemm_mode_name(mode),
+             gpu::format_sections(sections));
     for (double& p : phase) p /= reps;
     const double tokens = double(tb) * tl, flops = 6.0 * params * tokens;
     out.push_back(Result{fmt::format("model_train_{}", kernels::gpu::gemm_mode_name(mode)), "BF16",
@@ -138,6 +155,7 @@ std::vector<Result> run_model(const Options& opt) {
                                      phase[1] * 1e3, phase[2] * 1e3),
                          {{"tokens_per_s", tokens / s}, {"params", params}, {"forward_s", phase[0]},
                           {"backward_s", phase[1]}, {"optimizer_s", phase[2]}}});
+    for (const auto& [name, sec] : sections) out.back().metrics.emplace_back("section_s." + name, sec);
   }
   return out;
 }
