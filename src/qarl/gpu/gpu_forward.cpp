@@ -123,24 +123,21 @@ Tensor GpuModel::forward(const std::vector<Chunk>& chunks, PagedCache& cache, Tr
     section("fwd.qk_norm_rope");
     if (L.qkv_bias.defined()) kg::launch_add_bias(Elem::F32, F(qkv32), R, W, W, F(L.qkv_bias), nullptr);
     if (c.qk_norm) {
-      if (st) A.qkv_lin = qkv32.clone();
       need(A.q_rstd, {R * nh}, DType::F32);
       need(A.k_rstd, {R * nkv}, DType::F32);
-      kg::launch_rmsnorm_forward(Elem::F32, F(qkv32), W, F(L.q_norm), R, nh, hd, eps, Elem::F32,
-                                 F(qkv32), W, F(A.q_rstd), nullptr);
-      kg::launch_rmsnorm_forward(Elem::F32, F(qkv32) + qd, W, F(L.k_norm), R, nkv, hd, eps,
-                                 Elem::F32, F(qkv32) + qd, W, F(A.k_rstd), nullptr);
     }
-    kg::launch_rope_forward(Elem::F32, F(qkv32), R, W, nh, hd, d_pos.data_as<int32_t>(),
-                            F(rope_cos_), F(rope_sin_), nullptr);
-    kg::launch_rope_forward(Elem::F32, F(qkv32) + qd, R, W, nkv, hd, d_pos.data_as<int32_t>(),
-                            F(rope_cos_), F(rope_sin_), nullptr);
     need(A.qkv16, {R, W}, DType::BF16);
-    kg::launch_cast(Elem::F32, F(qkv32), Elem::BF16, A.qkv16.data(), R * W, nullptr);
     need(A.k, {R, kd}, DType::BF16);
     need(A.v, {R, kd}, DType::BF16);
-    kg::launch_copy_rows(Elem::BF16, Bm(A.qkv16) + qd, W, A.k.data(), kd, R, kd, nullptr);
-    kg::launch_copy_rows(Elem::BF16, Bm(A.qkv16) + qd + kd, W, A.v.data(), kd, R, kd, nullptr);
+    kg::launch_qkv_prepare(F(qkv32), R, nh, nkv, hd, c.qk_norm ? F(L.q_norm) : nullptr,
+                           c.qk_norm ? F(L.k_norm) : nullptr, eps, d_pos.data_as<int32_t>(),
+                           F(rope_cos_), F(rope_sin_), Bm(A.qkv16), Bm(A.k), Bm(A.v),
+                           c.qk_norm ? F(A.q_rstd) : nullptr, c.qk_norm ? F(A.k_rstd) : nullptr, nullptr);
+    // The projection is left as it was: the trainer keeps it as the q/k norms' input.
+    if (st && c.qk_norm) {
+      A.qkv_lin = qkv32;
+      qkv32 = dev({R, W}, DType::F32);
+    }
     section("fwd.kv_quant_write");
     const auto& kq = kq_[size_t(l)];
     const auto& vq = vq_[size_t(l)];

@@ -45,6 +45,16 @@ void launch_rmsnorm_backward(Elem dy_t, const void* dy, int64_t dy_stride, Elem 
 void launch_rope_forward(Elem t, void* x, int64_t rows, int64_t stride, int n_heads,
                          int head_dim, const int32_t* positions, const float* cos_t,
                          const float* sin_t, void* stream);
+// The attention inputs of a layer from its fp32 projection qkv [rows, (n_heads + 2 n_kv) *
+// head_dim] (q heads, then k, then v; read only): q and k normalized per head when q_norm /
+// k_norm are given (Qwen3; rstds to q_rstd[r*n_heads+h], k_rstd[r*n_kv+h]), then rotated
+// (RoPE at positions[r]); out [rows, same width] bf16 gets q, k, v, and k_out / v_out
+// [rows, n_kv*head_dim] bf16 get k and v. Bitwise the chain rmsnorm -> rope -> cast above.
+void launch_qkv_prepare(const float* qkv, int64_t rows, int n_heads, int n_kv_heads,
+                        int head_dim, const float* q_norm, const float* k_norm, float eps,
+                        const int32_t* positions, const float* cos_t, const float* sin_t,
+                        bf16* out, bf16* k_out, bf16* v_out, float* q_rstd, float* k_rstd,
+                        void* stream);
 // The transposed rotation, in place on fp32 gradients.
 void launch_rope_backward(float* dx, int64_t rows, int64_t stride, int n_heads, int head_dim,
                           const int32_t* positions, const float* cos_t, const float* sin_t,
