@@ -91,6 +91,10 @@ void backward(GpuModel& m, TrainState& st, const std::vector<std::vector<float>>
   const int nh = c.num_attention_heads, nkv = c.num_key_value_heads, hd = c.head_dim;
   const int64_t qd = m.q_dim(), kd = m.kv_dim(), W = qd + 2 * kd;
   const float scale = 1.0f / std::sqrt(float(hd));
+  // launch_qkv_prepare_backward leaves the q/k norms' dy, not the bias's gradient, in fp32;
+  // no supported family has both (Qwen3: norms, no bias; Qwen2: bias, no norms).
+  if (c.qk_norm && c.num_hidden_layers > 0 && m.layer(0).qkv_bias.defined())
+    throw err("GPU backward: q/k norms together with a qkv bias are not supported");
   if (st.layers.empty() || !st.logits.defined())
     throw err("GPU backward: no training forward to go back through (or it was consumed)");
   if (d_logprobs.size() != st.segs.size())
@@ -159,25 +163,22 @@ void backward(GpuModel& m, TrainState& st, const std::vector<std::vector<float>>
     kg::attention_backward(st.segs, kv_first, B(A.qkv16), W, B(A.k), B(A.v), kd, B(A.attn), B(dattn), qd,
                            F(A.lse), nh, nkv, hd, scale, F(dqkv), W, F(dqkv) + qd, F(dqkv) + qd + kd, W,
                            st.attn_ws, nullptr);
-    // Back through the K/V quantizers (straight-through, or clipped at amax).
+    // Back through the K/V quantizers (straight-through, or clipped at amax), RoPE and the
+    // q/k norms, into bf16 for the projection's products (one kernel, qkv_prep.cu).
     section("bwd.qk_norm_rope");
     const auto& kq = m.k_quantizers()[size_t(l)];
     const auto& vq = m.v_quantizers()[size_t(l)];
-    if (A.k_pre.defined())
-      kg::launch_clip_mask(F(dqkv) + qd, W, Elem::BF16, A.k_pre.data(), kd, R, kd, kq.effective_amax(), nullptr);
-    if (A.v_pre.defined())
-      kg::launch_clip_mask(F(dqkv) + qd + kd, W, Elem::BF16, A.v_pre.data(), kd, R, kd, vq.effective_amax(), nullptr);
-    kg::launch_rope_backward(F(dqkv), R, W, nh, hd, pos, F(m.rope_cos()), F(m.rope_sin()), nullptr);
-    kg::launch_rope_backward(F(dqkv) + qd, R, W, nkv, hd, pos, F(m.rope_cos()), F(m.rope_sin()), nullptr);
-    if (c.qk_norm) {
-      kg::launch_rmsnorm_backward(Elem::F32, F(dqkv), W, Elem::F32, F(A.qkv_lin), W, F(L.q_norm), F(A.q_rstd),
-                                  R, nh, hd, F(dqkv), W, false, F(GL.q_norm), nullptr);
-      kg::launch_rmsnorm_backward(Elem::F32, F(dqkv) + qd, W, Elem::F32, F(A.qkv_lin) + qd, W, F(L.k_norm),
-                                  F(A.k_rstd), R, nkv, hd, F(dqkv) + qd, W, false, F(GL.k_norm), nullptr);
-    }
+    const bool qn = c.qk_norm;
+    kg::launch_qkv_prepare_backward(
+        F(dqkv), qn ? F(A.qkv_lin) : nullptr, R, nh, nkv, hd, qn ? F(L.q_norm) : nullptr,
+        qn ? F(L.k_norm) : nullptr, qn ? F(A.q_rstd) : nullptr, qn ? F(A.k_rstd) : nullptr,
+        A.k_pre.defined() ? B(A.k_pre) : nullptr, A.v_pre.defined() ? B(A.v_pre) : nullptr,
+        A.k_pre.defined() ? kq.effective_amax() : 0.0f, A.v_pre.defined() ? vq.effective_amax() : 0.0f,
+        pos, F(m.rope_cos()), F(m.rope_sin()), Bm(dqkv16),
+        qn ? F(GL.q_norm) : nullptr, qn ? F(GL.k_norm) : nullptr, nullptr);
+    // Without q/k norms dqkv now holds the projection's gradient in fp32 (the bias's).
     if (L.qkv_bias.defined()) kg::launch_bias_backward(Elem::F32, F(dqkv), R, W, W, F(GL.qkv_bias), nullptr);
     section("bwd.gemm.qkv");
-    kg::launch_cast(Elem::F32, F(dqkv), Elem::BF16, dqkv16.data(), R * W, nullptr);
     kg::gemm_backward_weight(R, W, H, B(dqkv16), W, B(A.h1), H, F(GL.qkv), H, nullptr);
     kg::gemm_backward_data(R, W, H, B(dqkv16), W, B(L.w_qkv), H, Elem::F32, F(dh), H, false, nullptr);
     section("bwd.norm");

@@ -55,6 +55,20 @@ void launch_qkv_prepare(const float* qkv, int64_t rows, int n_heads, int n_kv_he
                         const int32_t* positions, const float* cos_t, const float* sin_t,
                         bf16* out, bf16* k_out, bf16* v_out, float* q_rstd, float* k_rstd,
                         void* stream);
+// Its backward, bitwise the chain clip mask -> rope backward -> rmsnorm backward -> cast: dqkv
+// [rows, W] fp32 holds the attention's dq, dk, dv; k/v gradients are zeroed where the K/V
+// quantizer clipped (k_pre / v_pre [rows, n_kv*head_dim] bf16 pre-quantizer values, |x| >
+// amax or NaN; null: no mask), q and k rotated back; dqkv keeps that fp32 gradient (the norms'
+// dy); out [rows, W] bf16 gets the gradient of the projection (through the norms when given:
+// qkv_lin = the norms' input, the forward's fp32 projection, and its rstds); dq_norm /
+// dk_norm (fp32 [head_dim], may be null) += the norm weights' gradients. With q_norm and
+// k_norm null, dqkv ends as the projection's gradient in fp32 too.
+void launch_qkv_prepare_backward(float* dqkv, const float* qkv_lin, int64_t rows, int n_heads,
+                                 int n_kv_heads, int head_dim, const float* q_norm,
+                                 const float* k_norm, const float* q_rstd, const float* k_rstd,
+                                 const bf16* k_pre, const bf16* v_pre, float k_amax, float v_amax,
+                                 const int32_t* positions, const float* cos_t, const float* sin_t,
+                                 bf16* out, float* dq_norm, float* dk_norm, void* stream);
 // The transposed rotation, in place on fp32 gradients.
 void launch_rope_backward(float* dx, int64_t rows, int64_t stride, int n_heads, int head_dim,
                           const int32_t* positions, const float* cos_t, const float* sin_t,

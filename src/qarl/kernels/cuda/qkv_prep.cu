@@ -11,6 +11,10 @@
 //         rstd = 1 / sqrtf(var + eps); y = w * (x * rstd) in fp32;
 //   rope: x1*c - x2*s, x2*c + x1*s in fp32 (no FMA: the build passes --fmad=false);
 //   bf16: round to nearest even, once.
+// launch_qkv_prepare_backward is the same for the backward: the K/V quantizers' clip masks,
+// the transposed rotation, the per-head norms' input gradient and the bf16 rounding in one
+// pass (the chain was 0.33 ms per layer), then the norm weights' gradients as the chain's
+// column sums (rmsnorm.cu's DwTerm through ops::column_sum_add).
 #include <cstdint>
 #include <cuda_runtime.h>
 
@@ -87,6 +91,87 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
+// One warp per (row, head), as the forward. g: the head's gradient from attention; masked by
+// the clip mask (k, v heads), rotated back (q, k), left in place in fp32 (the norm weights'
+// gradient reads it), and the norm's input gradient rounded to bf16 into out.
+__global__ void __launch_bounds__(kWarps * 32)
+    qkv_prepare_backward_kernel(float* __restrict__ dqkv, const float* __restrict__ qkv_lin,
+                                int64_t rows, int n_heads, int n_kv, int hd,
+                                const float* __restrict__ q_norm, const float* __restrict__ k_norm,
+                                const float* __restrict__ q_rstd, const float* __restrict__ k_rstd,
+                                const bf16* __restrict__ k_pre, const bf16* __restrict__ v_pre,
+                                float k_amax, float v_amax, const int32_t* __restrict__ positions,
+                                const float* __restrict__ cos_t, const float* __restrict__ sin_t,
+                                bf16* __restrict__ out) {
+  extern __shared__ float smem[];  // [kWarps][hd]
+  const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
+  const int heads = n_heads + 2 * n_kv;
+  const int64_t item = int64_t(blockIdx.x) * kWarps + warp;
+  if (item >= rows * heads) return;  // whole warps
+  const int64_t r = item / heads;
+  const int h = int(item - r * heads);
+  const int64_t W = int64_t(heads) * hd, kd = int64_t(n_kv) * hd;
+  float* g = dqkv + r * W + int64_t(h) * hd;
+  bf16* o = out + r * W + int64_t(h) * hd;
+  const bool is_q = h < n_heads, is_k = !is_q && h < n_heads + n_kv;
+  // The clip mask: a NaN pre-quantizer value also zeroes (launch_clip_mask's test).
+  const bf16* pre = is_k ? k_pre : is_q ? nullptr : v_pre;
+  const float amax = is_k ? k_amax : v_amax;
+  const int64_t pre_off = r * kd + int64_t(is_k ? h - n_heads : h - n_heads - n_kv) * hd;
+  if (!is_q && !is_k) {  // v: masked, rounded
+    for (int i = lane; i < hd; i += 32) {
+      float v = g[i];
+      if (pre && !(fabsf(dev::BF16::load(pre[pre_off + i])) <= amax)) g[i] = v = 0.0f;
+      o[i] = dev::BF16::store(v);
+    }
+    return;
+  }
+  float* s = smem + warp * hd;
+  for (int i = lane; i < hd; i += 32) {
+    float v = g[i];
+    if (pre && !(fabsf(dev::BF16::load(pre[pre_off + i])) <= amax)) v = 0.0f;
+    s[i] = v;
+  }
+  __syncwarp();
+  const int half = hd / 2;
+  const int64_t t0 = int64_t(positions[r]) * half;
+  for (int i = lane; i < half; i += 32) {  // rope_kernel<F32, true>'s expressions
+    const float c = cos_t[t0 + i], sn = sin_t[t0 + i];
+    const float x1 = s[i], x2 = s[i + half];
+    g[i] = x1 * c + x2 * sn;
+    g[i + half] = x2 * c - x1 * sn;
+  }
+  __syncwarp();  // g is re-read by other lanes below
+  const float* w = is_q ? q_norm : k_norm;
+  if (!w) {
+    for (int i = lane; i < hd; i += 32) o[i] = dev::BF16::store(g[i]);
+    return;
+  }
+  // rmsnorm_backward_kernel<F32, F32, 32> with accumulate = false.
+  const float* x = qkv_lin + r * W + int64_t(h) * hd;
+  double dot = 0.0;
+  for (int i = lane; i < hd; i += 32) dot += double(g[i]) * double(w[i]) * double(x[i]);
+  dot = ops::warp_reduce<ops::SumOp>(dot);
+  const double rs = is_q ? q_rstd[r * n_heads + h] : k_rstd[r * n_kv + (h - n_heads)];
+  const double c = dot * rs * rs * rs / double(hd);
+  for (int i = lane; i < hd; i += 32)
+    o[i] = dev::BF16::store(__double2float_rn(double(g[i]) * double(w[i]) * rs - c * double(x[i])));
+}
+
+// d/dw_c of group item j (rmsnorm.cu's DwTerm<F32, F32>): dy * x * rstd in that order.
+struct NormDw {
+  const float* dy;
+  const float* x;
+  int64_t stride;
+  const float* rstd;
+  int64_t groups, dim;
+  __device__ double operator()(int64_t j, int64_t c) const {
+    const int64_t r = j / groups, g = j - r * groups;
+    return double(dy[r * stride + g * dim + c]) * double(x[r * stride + g * dim + c]) *
+           double(rstd[j]);
+  }
+};
+
 }  // namespace
 
 void launch_qkv_prepare(const float* qkv, int64_t rows, int n_heads, int n_kv_heads,
@@ -109,6 +194,36 @@ void launch_qkv_prepare(const float* qkv, int64_t rows, int n_heads, int n_kv_he
       qkv, rows, n_heads, n_kv_heads, head_dim, q_norm, k_norm, eps, positions, cos_t, sin_t, out,
       k_out, v_out, q_rstd, k_rstd);
   check_last_launch("qkv prepare");
+}
+
+void launch_qkv_prepare_backward(float* dqkv, const float* qkv_lin, int64_t rows, int n_heads,
+                                 int n_kv_heads, int head_dim, const float* q_norm,
+                                 const float* k_norm, const float* q_rstd, const float* k_rstd,
+                                 const bf16* k_pre, const bf16* v_pre, float k_amax, float v_amax,
+                                 const int32_t* positions, const float* cos_t, const float* sin_t,
+                                 bf16* out, float* dq_norm, float* dk_norm, void* stream) {
+  const int64_t items = rows * (n_heads + 2 * n_kv_heads);
+  if (items <= 0) return;
+  if (head_dim <= 0 || head_dim % 2 != 0 || head_dim > 1024)
+    ops::throw_cuda_error("qkv prepare backward", "head_dim must be even and at most 1024");
+  auto st = static_cast<cudaStream_t>(stream);
+  const size_t smem = size_t(kWarps) * size_t(head_dim) * sizeof(float);
+  if (smem > 48 * 1024) {
+    ops::check_cuda(cudaFuncSetAttribute(qkv_prepare_backward_kernel,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)),
+                    "qkv prepare backward (shared memory)");
+  }
+  qkv_prepare_backward_kernel<<<unsigned((items + kWarps - 1) / kWarps), kWarps * 32, smem, st>>>(
+      dqkv, qkv_lin, rows, n_heads, n_kv_heads, head_dim, q_norm, k_norm, q_rstd, k_rstd, k_pre,
+      v_pre, k_amax, v_amax, positions, cos_t, sin_t, out);
+  check_last_launch("qkv prepare backward");
+  const int64_t W = int64_t(n_heads + 2 * n_kv_heads) * head_dim, qd = int64_t(n_heads) * head_dim;
+  if (q_norm && dq_norm)
+    ops::column_sum_add(NormDw{dqkv, qkv_lin, W, q_rstd, n_heads, head_dim}, rows * n_heads,
+                        head_dim, dq_norm, st, "qkv prepare backward (q norm dw)");
+  if (k_norm && dk_norm)
+    ops::column_sum_add(NormDw{dqkv + qd, qkv_lin + qd, W, k_rstd, n_kv_heads, head_dim},
+                        rows * n_kv_heads, head_dim, dk_norm, st, "qkv prepare backward (k norm dw)");
 }
 
 }  // namespace qarl::kernels::gpu
