@@ -1,7 +1,7 @@
 // `qarl bench` cases for the CUDA paged attention (kernels/cuda/attention_gpu.h): the forward
 // at the training shape (8 x 1024 tokens, Qwen3-0.6B heads 16/8, hd 128) in TFLOP/s of causal
-// work (4 * T^2/2 * hd * heads per sequence), the cuBLAS backward at the same shape (counted
-// as 2.5x the forward's FLOPs, the usual convention), and decode steps (one row per sequence
+// work (4 * T^2/2 * hd * heads per sequence), the fused backward at the same shape (counted
+// as 2.5x the forward's FLOPs, the usual convention; the kernels recompute S and dP, 3.5x), and decode steps (one row per sequence
 // at context 1024, batch 1 and 64) in GB/s of K/V read. The bench table's GB/s column is the
 // case's `bytes` (q, K/V and out once) per second; the note carries TFLOP/s.
 #include <algorithm>
@@ -95,7 +95,7 @@ std::vector<Result> run_cuda(const Options& opt) {
     sec = gpu::time_median_s(bwd, 1, std::max(3, reps / 4));
     const double bwd_bytes = 2.0 * (3.0 * R * w + 2.0 * R * kw) + 4.0 * (R * w + 2.0 * R * kw);
     out.push_back({"attn_bwd_train", "BF16", shape, sec, bwd_bytes, 2.5 * flops,
-                   fmt::format("{:.1f} TFLOP/s (2.5x causal fwd; cuBLAS TF32, simple form)",
+                   fmt::format("{:.1f} TFLOP/s (2.5x causal fwd; fused mma.sync dq + dk/dv)",
                                2.5 * flops / sec / 1e12)});
   }
   for (int batch : {1, 64}) {  // decode: one row per sequence at position T-1

@@ -1,25 +1,25 @@
-// attention_backward (attention_gpu.h): the simple form, per sequence with cuBLAS fp32 GEMMs
-// on tensor cores in TF32 over head-major fp32 copies of q, k, v, dout. q, k, v and dout are
-// bf16 values, exact in TF32, so S and dP are as exact as fp32 GEMMs; P and dS are rounded to
-// TF32 (10-bit mantissa, finer than the bf16 a fused kernel would use) for the second
-// products. Measured on the H200 at 8 x 1024, 16/8 heads, hd 128: 6.66 ms per layer in plain
-// fp32 SGEMM (57% of the Qwen3-0.6B training step), 2.93 ms in TF32. For KV head g its `group` query
-// heads share K and V, so their rows stack into one [group*T, hd] operand:
-//   S_g  = scale * Q_g K_g^T           [group*T, T]
-//   dP_g = dO_g V_g^T
-//   P = exp(S - lse) (causal), dS = P * (dP - rowsum(dO*O))     (attention_backward.cu)
-//   dV_g = P_g^T dO_g,  dK_g = scale * dS_g^T Q_g               (sums over the group's heads)
-//   dQ_h = scale * dS_h K_g
-// Workspace: 2 * n_heads * T^2 floats for the largest T plus the fp32 copies.
-// (A fused tensor-core backward is the later optimization.)
+// attention_backward (attention_gpu.h): the host side of the fused tensor-core backward
+// (FlashAttention-2 style, no score matrix in memory). Checks, the tile plan and its upload,
+// then two launches on the stream:
+//   attention_backward_dq.cu    dQ per tile of 64 (query row, q head) pairs, looping over the
+//                               key blocks up to the diagonal; also dsum = rowsum(dO*O) and
+//                               lse*log2(e), kept in the workspace for
+//   attention_backward_dkdv.cu  dK, dV per block of 64 keys of one KV head, looping over the
+//                               query tiles from the diagonal to the end of the sequence.
+// Each recomputes S and dP (7 GEMM-sized products instead of the 5 of a single pass with
+// atomics; atomics would make dQ depend on the order blocks finish). P and dS are rounded to
+// bf16 for the tensor cores; S, dP and every sum stay fp32, in a fixed order: the result is
+// bitwise reproducible. The simple form this replaced (cuBLAS TF32 over materialized S and
+// dP [heads][T][T], 2.93 ms per layer on the H200 at 8 x 1024, 16/8 heads, hd 128) is in git
+// history; the CPU reference is kernels/cpu/attention.h.
 #include "qarl/kernels/cuda/attention_gpu.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "qarl/core/error.h"
 
 #ifdef QARL_HAVE_CUDA
-#include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include "qarl/kernels/cuda/attention_internal.h"
@@ -27,30 +27,7 @@
 namespace qarl::kernels::gpu {
 namespace {
 
-cublasHandle_t cublas() {
-  thread_local cublasHandle_t h = [] {
-    cublasHandle_t x = nullptr;
-    if (cublasCreate(&x) != CUBLAS_STATUS_SUCCESS)
-      throw runtime_err("attention backward: cublasCreate failed");
-    cublasSetMathMode(x, CUBLAS_TF32_TENSOR_OP_MATH);  // see the top of the file
-    return x;
-  }();
-  return h;
-}
-
-// Row-major C[M,N] = alpha * op(A)[M,K] op(B)[K,N] + beta * C, strided-batched; A is stored
-// [M,K] (or [K,M] when ta), B [K,N] (or [N,K] when tb). Column-major cuBLAS sees C^T = B^T A^T.
-void gemm(cudaStream_t st, bool ta, bool tb, int M, int N, int K, float alpha, const float* A,
-          int64_t lda, int64_t sa, const float* B, int64_t ldb, int64_t sb, float beta,
-          float* C, int64_t ldc, int64_t sc, int batch) {
-  cublasHandle_t h = cublas();
-  cublasSetStream(h, st);
-  cublasStatus_t s = cublasSgemmStridedBatched(
-      h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B,
-      int(ldb), sb, A, int(lda), sa, &beta, C, int(ldc), sc, batch);
-  if (s != CUBLAS_STATUS_SUCCESS)
-    throw runtime_err("attention backward: cublasSgemmStridedBatched failed ({})", int(s));
-}
+bool aligned(const void* p, size_t n) { return reinterpret_cast<uintptr_t>(p) % n == 0; }
 
 }  // namespace
 
@@ -64,52 +41,90 @@ void attention_backward(const std::vector<AttnSegment>& segs,
   if (segs.size() != kv_first_row.size())
     throw usage_err("attention backward: {} segments but {} K/V row offsets", segs.size(),
                     kv_first_row.size());
+  const int D = head_dim;
+  if (D != 16 && D != 32 && D != 64 && D != 128)
+    throw usage_err("attention backward: head_dim {} is not supported (16, 32, 64 or 128)", D);
   if (n_kv_heads <= 0 || n_heads <= 0 || n_heads % n_kv_heads != 0)
     throw usage_err("attention backward: {} query heads are not a multiple of {} KV heads",
                     n_heads, n_kv_heads);
-  if (head_dim <= 0) throw usage_err("attention backward: head_dim {}", head_dim);
-  const int H = n_heads, HK = n_kv_heads, D = head_dim, group = H / HK;
-  int64_t t_max = 0;
-  for (const AttnSegment& s : segs) {
-    if (s.n_rows < 0 || s.first_pos != 0)
-      throw usage_err("attention backward: segment of sequence {} must start at position 0 "
-                      "(first_pos {}, n_rows {})", s.seq, s.first_pos, s.n_rows);
-    t_max = std::max<int64_t>(t_max, s.n_rows);
-  }
-  if (t_max == 0) return;
-  // Workspace: S, dP [H][T][T]; Q, dO [H][T][D]; K, V [HK][T][D]; dsum [H][T].
-  const int64_t tt = int64_t(H) * t_max * t_max, qd = int64_t(H) * t_max * D,
-                kd = int64_t(HK) * t_max * D;
-  float* base = static_cast<float*>(
-      ws.reserve(sizeof(float) * size_t(2 * tt + 2 * qd + 2 * kd + int64_t(H) * t_max)));
-  float *S = base, *dP = S + tt, *Qh = dP + tt, *dOh = Qh + qd, *Kh = dOh + qd, *Vh = Kh + kd,
-        *dsum = Vh + kd;
-  auto st = static_cast<cudaStream_t>(stream);
+  const int H = n_heads, HK = n_kv_heads, group = H / HK;
+  if (group > attn::kTileRows)
+    throw usage_err("attention backward: {} query heads per KV head (at most {})", group,
+                    attn::kTileRows);
+  if (q_stride % 2 || kv_stride % 2 || o_stride % 2 || q_stride < int64_t(H) * D ||
+      o_stride < int64_t(H) * D || kv_stride < int64_t(HK) * D || dq_stride < int64_t(H) * D ||
+      dkv_stride < int64_t(HK) * D)
+    throw usage_err("attention backward: strides q {} / k,v {} / out {} must be even and hold "
+                    "the heads; dq {} / dk,dv {} must hold them", q_stride, kv_stride, o_stride,
+                    dq_stride, dkv_stride);
+  if (!aligned(q, 4) || !aligned(k, 4) || !aligned(v, 4) || !aligned(out, 4) ||
+      !aligned(dout, 4))
+    throw usage_err("attention backward: bf16 inputs must be 4-byte aligned");
+  // The plan. Element 0 is a header (H, HK, D, group in the int fields; the number of dq tiles
+  // in kv_row0) so that an identical upload implies an identical layout, including the stats.
+  const int rpt = attn::kTileRows / group;
+  std::vector<attn::BwdTile> dq_tiles, dkv_tiles;
+  int64_t rows = 0;  // stats rows: past the last query row of any segment
   for (size_t i = 0; i < segs.size(); ++i) {
-    const int T = segs[i].n_rows;
-    if (T == 0) continue;
-    const int64_t r0 = segs[i].first_row, k0 = kv_first_row[i];
-    attn::launch_to_head_major(q + r0 * q_stride, q_stride, T, H, D, Qh, stream);
-    attn::launch_to_head_major(dout + r0 * o_stride, o_stride, T, H, D, dOh, stream);
-    attn::launch_to_head_major(k + k0 * kv_stride, kv_stride, T, HK, D, Kh, stream);
-    attn::launch_to_head_major(v + k0 * kv_stride, kv_stride, T, HK, D, Vh, stream);
-    attn::launch_row_dot(dout + r0 * o_stride, out + r0 * o_stride, o_stride, T, H, D, dsum,
-                         stream);
-    const int64_t gT = int64_t(group) * T, sQ = gT * D, sK = int64_t(T) * D, sS = gT * T;
-    // S_g = scale * Q_g K_g^T, dP_g = dO_g V_g^T (batched over KV heads).
-    gemm(st, false, true, int(gT), T, D, scale, Qh, D, sQ, Kh, D, sK, 0.0f, S, T, sS, HK);
-    gemm(st, false, true, int(gT), T, D, 1.0f, dOh, D, sQ, Vh, D, sK, 0.0f, dP, T, sS, HK);
-    attn::launch_softmax_grad(S, dP, lse, r0, dsum, T, H, stream);
-    // dV_g = P_g^T dO_g and dK_g = scale * dS_g^T Q_g, straight into the strided outputs.
-    gemm(st, true, false, T, D, int(gT), 1.0f, S, T, sS, dOh, D, sQ, 0.0f, dv + k0 * dkv_stride,
-         dkv_stride, D, HK);
-    gemm(st, true, false, T, D, int(gT), scale, dP, T, sS, Qh, D, sQ, 0.0f,
-         dk + k0 * dkv_stride, dkv_stride, D, HK);
-    // dQ_h = scale * dS_h K_g, one call per head of the group (batched over KV heads).
-    for (int hh = 0; hh < group; ++hh)
-      gemm(st, false, false, T, D, T, scale, dP + int64_t(hh) * T * T, T, sS, Kh, D, sK, 0.0f,
-           dq + r0 * dq_stride + int64_t(hh) * D, dq_stride, int64_t(group) * D, HK);
+    const AttnSegment& s = segs[i];
+    if (s.n_rows < 0 || s.first_pos != 0 || s.first_row < 0 || kv_first_row[i] < 0)
+      throw usage_err("attention backward: segment of sequence {} must start at position 0 "
+                      "(first_pos {}, n_rows {}, first_row {}, K/V row {})", s.seq, s.first_pos,
+                      s.n_rows, s.first_row, kv_first_row[i]);
+    if (s.n_rows == 0) continue;
+    rows = std::max<int64_t>(rows, int64_t(s.first_row) + s.n_rows);
+    for (int h = 0; h < HK; ++h) {
+      for (int b = 0; b * rpt < s.n_rows; ++b)
+        dq_tiles.push_back({s.first_row, s.n_rows, h, b, kv_first_row[i]});
+      for (int b = 0; b * attn::kKeyBlock < s.n_rows; ++b)
+        dkv_tiles.push_back({s.first_row, s.n_rows, h, b, kv_first_row[i]});
+    }
   }
+  if (dq_tiles.empty()) return;
+  if (dq_tiles.size() + dkv_tiles.size() > size_t(1) << 30)
+    throw usage_err("attention backward: too many tiles");
+  // Most work first (load balance; the order changes no value): a dq tile's work grows with
+  // its last position, a key block's with the queries after it.
+  std::stable_sort(dq_tiles.begin(), dq_tiles.end(), [&](const auto& a, const auto& b) {
+    return std::min(a.T, (a.block + 1) * rpt) > std::min(b.T, (b.block + 1) * rpt);
+  });
+  std::stable_sort(dkv_tiles.begin(), dkv_tiles.end(), [](const auto& a, const auto& b) {
+    return a.T - a.block * attn::kKeyBlock > b.T - b.block * attn::kKeyBlock;
+  });
+  std::vector<attn::BwdTile> plan;
+  plan.reserve(1 + dq_tiles.size() + dkv_tiles.size());
+  plan.push_back({H, HK, D, group, int64_t(dq_tiles.size())});
+  plan.insert(plan.end(), dq_tiles.begin(), dq_tiles.end());
+  plan.insert(plan.end(), dkv_tiles.begin(), dkv_tiles.end());
+  const size_t plan_bytes = plan.size() * sizeof(attn::BwdTile);
+  const size_t stats_off = (plan_bytes + 255) / 256 * 256;
+  const size_t total = stats_off + size_t(rows) * H * sizeof(float2);
+  char* base;
+  if (ws.holds_upload(plan.data(), plan_bytes)) {  // the previous layer's plan, still there
+    base = static_cast<char*>(ws.data());
+  } else {
+    base = static_cast<char*>(ws.reserve(total));
+    cudaError_t e = cudaMemcpyAsync(base, plan.data(), plan_bytes, cudaMemcpyHostToDevice,
+                                    static_cast<cudaStream_t>(stream));
+    if (e != cudaSuccess)
+      throw runtime_err("attention backward: tile upload failed: {}", cudaGetErrorString(e));
+    ws.remember_upload(plan.data(), plan_bytes);
+  }
+  const attn::BwdTile* d_tiles = reinterpret_cast<const attn::BwdTile*>(base) + 1;
+  attn::BwdArgs a{};
+  a.q = q, a.k = k, a.v = v, a.out = out, a.dout = dout, a.lse = lse;
+  a.stats = reinterpret_cast<float2*>(base + stats_off);
+  a.dq = dq, a.dk = dk, a.dv = dv;
+  a.q_stride = q_stride, a.kv_stride = kv_stride, a.o_stride = o_stride;
+  a.dq_stride = dq_stride, a.dkv_stride = dkv_stride;
+  a.n_heads = H, a.group = group;
+  a.scale = scale;
+  a.scale_log2 = float(double(scale) * 1.4426950408889634);
+  a.vec_q = aligned(q, 16) && q_stride % 8 == 0;
+  a.vec_do = aligned(dout, 16) && o_stride % 8 == 0;
+  a.vec_kv = aligned(k, 16) && aligned(v, 16) && kv_stride % 8 == 0;
+  attn::launch_backward_dq(d_tiles, int(dq_tiles.size()), a, D, stream);
+  attn::launch_backward_dkdv(d_tiles + dq_tiles.size(), int(dkv_tiles.size()), a, D, stream);
 }
 
 }  // namespace qarl::kernels::gpu
