@@ -17,6 +17,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <type_traits>
 
 #include "qarl/kernels/cuda/attention_internal.h"
@@ -42,7 +43,7 @@ constexpr size_t dkdv_smem_bytes() {
          2 * kCols * sizeof(float2) + kCols * sizeof(int);
 }
 
-template <int D>
+template <int D, int NC>
 __global__ void __launch_bounds__(kThreads)
     attn_bwd_dkdv(const BwdTile* __restrict__ tiles, const BwdArgs a) {
   constexpr int LDS = D + 8;  // smem row stride (elements): conflict-free ldmatrix
@@ -118,14 +119,14 @@ __global__ void __launch_bounds__(kThreads)
     const float2* stats = stat_stage + st * kCols;
     const int pos0 = qt * rpt;  // position of the tile's row 0
 #pragma unroll
-    for (int c = 0; c < kCols / 16; ++c) {
-      // Warp-uniform skips: the chunk holds no valid column, or every column's position is
+    for (int c = 0; c < kCols / 16; c += NC) {  // NC chunks of 16 columns per step
+      // Warp-uniform skips: the step holds no valid column, or every column's position is
       // before the warp's first key (all of P is 0), or the warp has no key of the sequence.
       if (c * 16 >= n_cols || warp_key0 >= t.T) break;
-      if (pos0 + min(c * 16 + 15, n_cols - 1) / group < warp_key0) continue;
-      float s[2][4], dp[2][4];
+      if (pos0 + min(c * 16 + 16 * NC - 1, n_cols - 1) / group < warp_key0) continue;
+      float s[2 * NC][4], dp[2 * NC][4];
 #pragma unroll
-      for (int n = 0; n < 2; ++n)
+      for (int n = 0; n < 2 * NC; ++n)
 #pragma unroll
         for (int e = 0; e < 4; ++e) s[n][e] = dp[n][e] = 0.0f;
       // A: this warp's 16 K (V) rows; B (k = head_dim, n = column) from the [column][d] rows.
@@ -135,20 +136,26 @@ __global__ void __launch_bounds__(kThreads)
       for (int kk = 0; kk < KT; ++kk) {
         uint32_t ka[4], va[4], qb[4], db[4];
         ldmatrix_x4(ka, ks + ar * LDS + kk * 16 + ac);
-        ldmatrix_x4(qb, qs + br * LDS + kk * 16 + bc);
-        mma_bf16(s[0], ka, qb[0], qb[1]);
-        mma_bf16(s[1], ka, qb[2], qb[3]);
+#pragma unroll
+        for (int j = 0; j < NC; ++j) {
+          ldmatrix_x4(qb, qs + (br + j * 16) * LDS + kk * 16 + bc);
+          mma_bf16(s[2 * j], ka, qb[0], qb[1]);
+          mma_bf16(s[2 * j + 1], ka, qb[2], qb[3]);
+        }
         ldmatrix_x4(va, vs + ar * LDS + kk * 16 + ac);
-        ldmatrix_x4(db, dos + br * LDS + kk * 16 + bc);
-        mma_bf16(dp[0], va, db[0], db[1]);
-        mma_bf16(dp[1], va, db[2], db[3]);
+#pragma unroll
+        for (int j = 0; j < NC; ++j) {
+          ldmatrix_x4(db, dos + (br + j * 16) * LDS + kk * 16 + bc);
+          mma_bf16(dp[2 * j], va, db[0], db[1]);
+          mma_bf16(dp[2 * j + 1], va, db[2], db[3]);
+        }
       }
-      // P^T, dS^T as A fragments (k = these 16 columns). Chunks of valid columns whose
+      // P^T, dS^T as A fragments, one per 16 columns (k-step). Steps of valid columns whose
       // positions are all at or after the warp's last key skip the causal mask.
-      uint32_t pf[4], dsf[4];
+      uint32_t pf[NC][4], dsf[NC][4];
       auto softmax_grad = [&](auto masked) {
 #pragma unroll
-        for (int n = 0; n < 2; ++n) {
+        for (int n = 0; n < 2 * NC; ++n) {
           float p[4], d[4];
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
@@ -161,28 +168,32 @@ __global__ void __launch_bounds__(kThreads)
             }
             d[e] = p[e] * (dp[n][e] - sd.y);
           }
-          pf[n * 2 + 0] = pack_bf16(p[0], p[1]);
-          pf[n * 2 + 1] = pack_bf16(p[2], p[3]);
-          dsf[n * 2 + 0] = pack_bf16(d[0], d[1]);
-          dsf[n * 2 + 1] = pack_bf16(d[2], d[3]);
+          pf[n >> 1][(n & 1) * 2 + 0] = pack_bf16(p[0], p[1]);
+          pf[n >> 1][(n & 1) * 2 + 1] = pack_bf16(p[2], p[3]);
+          dsf[n >> 1][(n & 1) * 2 + 0] = pack_bf16(d[0], d[1]);
+          dsf[n >> 1][(n & 1) * 2 + 1] = pack_bf16(d[2], d[3]);
         }
       };
-      const int c_min_pos = pos0 + (c * 16) / group, c_max_pos = pos0 + (c * 16 + 15) / group;
-      if (c * 16 + 15 < n_cols && c_max_pos < t.T && warp_key0 + 15 <= c_min_pos)
+      const int last_col = c * 16 + 16 * NC - 1;
+      if (last_col < n_cols && pos0 + last_col / group < t.T &&
+          warp_key0 + 15 <= pos0 + (c * 16) / group)
         softmax_grad(std::false_type{});
       else
         softmax_grad(std::true_type{});
       // dV += P^T dO, dK += dS^T Q: B (k = column, n = d) from the [column][d] rows, transposed.
-      const int tr = c * 16 + (lane & 15), tc = (lane >> 4) * 8;
 #pragma unroll
-      for (int np = 0; np < NT / 2; ++np) {
-        uint32_t r[4];
-        ldmatrix_x4_trans(r, dos + tr * LDS + np * 16 + tc);
-        mma_bf16(dv[2 * np], pf, r[0], r[1]);
-        mma_bf16(dv[2 * np + 1], pf, r[2], r[3]);
-        ldmatrix_x4_trans(r, qs + tr * LDS + np * 16 + tc);
-        mma_bf16(dk[2 * np], dsf, r[0], r[1]);
-        mma_bf16(dk[2 * np + 1], dsf, r[2], r[3]);
+      for (int j = 0; j < NC; ++j) {
+        const int tr = (c + j) * 16 + (lane & 15), tc = (lane >> 4) * 8;
+#pragma unroll
+        for (int np = 0; np < NT / 2; ++np) {
+          uint32_t r[4];
+          ldmatrix_x4_trans(r, dos + tr * LDS + np * 16 + tc);
+          mma_bf16(dv[2 * np], pf[j], r[0], r[1]);
+          mma_bf16(dv[2 * np + 1], pf[j], r[2], r[3]);
+          ldmatrix_x4_trans(r, qs + tr * LDS + np * 16 + tc);
+          mma_bf16(dk[2 * np], dsf[j], r[0], r[1]);
+          mma_bf16(dk[2 * np + 1], dsf[j], r[2], r[3]);
+        }
       }
     }
     __syncthreads();  // this stage is refilled by the next iteration's prefetch
@@ -203,18 +214,31 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <int D>
-void launch(const BwdTile* tiles, int n_tiles, const BwdArgs& a, cudaStream_t st) {
+template <int D, int NC>
+void launch_nc(const BwdTile* tiles, int n_tiles, const BwdArgs& a, cudaStream_t st) {
   constexpr size_t smem = dkdv_smem_bytes<D>();
   static std::atomic<bool> opted_in[64];  // > 48 KiB of dynamic shared memory: once per device
   int dev = 0;
   cudaGetDevice(&dev);
   if (dev < 0 || dev >= 64 || !opted_in[dev]) {
-    cudaFuncSetAttribute(attn_bwd_dkdv<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    cudaFuncSetAttribute(attn_bwd_dkdv<D, NC>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                          int(smem));
     if (dev >= 0 && dev < 64) opted_in[dev] = true;
   }
-  attn_bwd_dkdv<D><<<n_tiles, kThreads, smem, st>>>(tiles, a);
+  attn_bwd_dkdv<D, NC><<<n_tiles, kThreads, smem, st>>>(tiles, a);
+}
+
+// EXPERIMENT (not for landing): QARL_EXP_NC_DKDV=2 picks two 16-wide chunks per step.
+template <int D>
+void launch(const BwdTile* tiles, int n_tiles, const BwdArgs& a, cudaStream_t st) {
+  static const int nc = [] {
+    const char* e = std::getenv("QARL_EXP_NC_DKDV");
+    return e && e[0] == '2' ? 2 : 1;
+  }();
+  if (nc == 2)
+    launch_nc<D, 2>(tiles, n_tiles, a, st);
+  else
+    launch_nc<D, 1>(tiles, n_tiles, a, st);
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <type_traits>
 
 #include "qarl/kernels/cuda/attention_internal.h"
@@ -38,8 +39,8 @@ __device__ __forceinline__ float dot2(uint32_t d, uint32_t o, float acc) {
   return __fmaf_rn(__uint_as_float(d & 0xffff0000u), __uint_as_float(o & 0xffff0000u), acc);
 }
 
-template <int D>
-__global__ void __launch_bounds__(kThreads)
+template <int D, int NC, int MB>
+__global__ void __launch_bounds__(kThreads, MB)
     attn_bwd_dq(const BwdTile* __restrict__ tiles, const BwdArgs a) {
   constexpr int LDS = D + 8;  // smem row stride (elements): conflict-free ldmatrix
   constexpr int KT = D / 16;  // k-steps over head_dim
@@ -142,32 +143,34 @@ __global__ void __launch_bounds__(kThreads)
     const uint16_t* ks = smem + (kb & 1) * 2 * kKeyBlock * LDS;
     const uint16_t* vs = ks + kKeyBlock * LDS;
 #pragma unroll
-    for (int c = 0; c < kKeyBlock / 16; ++c) {
+    for (int c = 0; c < kKeyBlock / 16; c += NC) {  // NC chunks of 16 keys per step
       const int key0 = kb * kKeyBlock + c * 16;
-      if (key0 > warp_pos) break;  // warp-uniform: the chunk is past all of the warp's rows
-      float s[2][4], dp[2][4];
+      if (key0 > warp_pos) break;  // warp-uniform: the step is past all of the warp's rows
+      float s[2 * NC][4], dp[2 * NC][4];
 #pragma unroll
-      for (int n = 0; n < 2; ++n)
+      for (int n = 0; n < 2 * NC; ++n)
 #pragma unroll
         for (int e = 0; e < 4; ++e) s[n][e] = dp[n][e] = 0.0f;
       // B fragments of K^T and V^T (k = head_dim, n = key) from the [key][d] rows.
       const int br = c * 16 + (lane >> 4) * 8 + (lane & 7), bc = ((lane >> 3) & 1) * 8;
 #pragma unroll
-      for (int kk = 0; kk < KT; ++kk) {
-        uint32_t kb4[4], vb4[4];
-        ldmatrix_x4(kb4, ks + br * LDS + kk * 16 + bc);
-        ldmatrix_x4(vb4, vs + br * LDS + kk * 16 + bc);
-        mma_bf16(s[0], qf[kk], kb4[0], kb4[1]);
-        mma_bf16(s[1], qf[kk], kb4[2], kb4[3]);
-        mma_bf16(dp[0], df[kk], vb4[0], vb4[1]);
-        mma_bf16(dp[1], df[kk], vb4[2], vb4[3]);
-      }
-      // dS as the A fragment of k-step "these 16 keys". Chunks wholly at or before every row
-      // of the warp (all rows valid) skip the causal mask.
-      uint32_t dsf[4];
+      for (int kk = 0; kk < KT; ++kk)
+#pragma unroll
+        for (int j = 0; j < NC; ++j) {
+          uint32_t kb4[4], vb4[4];
+          ldmatrix_x4(kb4, ks + (br + j * 16) * LDS + kk * 16 + bc);
+          ldmatrix_x4(vb4, vs + (br + j * 16) * LDS + kk * 16 + bc);
+          mma_bf16(s[2 * j], qf[kk], kb4[0], kb4[1]);
+          mma_bf16(s[2 * j + 1], qf[kk], kb4[2], kb4[3]);
+          mma_bf16(dp[2 * j], df[kk], vb4[0], vb4[1]);
+          mma_bf16(dp[2 * j + 1], df[kk], vb4[2], vb4[3]);
+        }
+      // dS as A fragments, one per 16 keys (k-step). Steps wholly at or before every row of
+      // the warp (all rows valid) skip the causal mask.
+      uint32_t dsf[NC][4];
       auto softmax_grad = [&](auto masked) {
 #pragma unroll
-        for (int n = 0; n < 2; ++n) {
+        for (int n = 0; n < 2 * NC; ++n) {
           float d[4];
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
@@ -176,22 +179,24 @@ __global__ void __launch_bounds__(kThreads)
             if constexpr (decltype(masked)::value) p = key <= pos[i] ? p : 0.0f;
             d[e] = p * (dp[n][e] - dsum[i]);
           }
-          dsf[n * 2 + 0] = pack_bf16(d[0], d[1]);
-          dsf[n * 2 + 1] = pack_bf16(d[2], d[3]);
+          dsf[n >> 1][(n & 1) * 2 + 0] = pack_bf16(d[0], d[1]);
+          dsf[n >> 1][(n & 1) * 2 + 1] = pack_bf16(d[2], d[3]);
         }
       };
-      if (warp_full && key0 + 15 <= warp_min_pos)
+      if (warp_full && key0 + 16 * NC - 1 <= warp_min_pos)
         softmax_grad(std::false_type{});
       else
         softmax_grad(std::true_type{});
       // dQ += dS K: B (k = key, n = d) from the [key][d] rows, transposed by ldmatrix.
 #pragma unroll
-      for (int np = 0; np < NT / 2; ++np) {
-        uint32_t r[4];
-        ldmatrix_x4_trans(r, ks + (c * 16 + (lane & 15)) * LDS + np * 16 + (lane >> 4) * 8);
-        mma_bf16(acc[2 * np], dsf, r[0], r[1]);
-        mma_bf16(acc[2 * np + 1], dsf, r[2], r[3]);
-      }
+      for (int j = 0; j < NC; ++j)
+#pragma unroll
+        for (int np = 0; np < NT / 2; ++np) {
+          uint32_t r[4];
+          ldmatrix_x4_trans(r, ks + ((c + j) * 16 + (lane & 15)) * LDS + np * 16 + (lane >> 4) * 8);
+          mma_bf16(acc[2 * np], dsf[j], r[0], r[1]);
+          mma_bf16(acc[2 * np + 1], dsf[j], r[2], r[3]);
+        }
     }
     __syncthreads();  // this stage is refilled by the next iteration's prefetch
   }
@@ -208,17 +213,32 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <int D>
-void launch(const BwdTile* tiles, int n_tiles, const BwdArgs& a, cudaStream_t st) {
+template <int D, int NC, int MB>
+void launch_nc(const BwdTile* tiles, int n_tiles, const BwdArgs& a, cudaStream_t st) {
   constexpr size_t smem = dq_smem_bytes<D>();
   static std::atomic<bool> opted_in[64];  // > 48 KiB of dynamic shared memory: once per device
   int dev = 0;
   cudaGetDevice(&dev);
   if (dev < 0 || dev >= 64 || !opted_in[dev]) {
-    cudaFuncSetAttribute(attn_bwd_dq<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+    cudaFuncSetAttribute(attn_bwd_dq<D, NC, MB>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
     if (dev >= 0 && dev < 64) opted_in[dev] = true;
   }
-  attn_bwd_dq<D><<<n_tiles, kThreads, smem, st>>>(tiles, a);
+  attn_bwd_dq<D, NC, MB><<<n_tiles, kThreads, smem, st>>>(tiles, a);
+}
+
+// EXPERIMENT (not for landing): QARL_EXP_NC_DQ=2 picks two 16-wide chunks per step.
+template <int D>
+void launch(const BwdTile* tiles, int n_tiles, const BwdArgs& a, cudaStream_t st) {
+  static const int nc = [] {
+    const char* e = std::getenv("QARL_EXP_NC_DQ");
+    return e && e[0] == '2' ? 2 : e && e[0] == '3' ? 3 : 1;  // 3: NC 1, 3 CTAs per SM
+  }();
+  if (nc == 2)
+    launch_nc<D, 2, 1>(tiles, n_tiles, a, st);
+  else if (nc == 3)
+    launch_nc<D, 1, 3>(tiles, n_tiles, a, st);
+  else
+    launch_nc<D, 1, 1>(tiles, n_tiles, a, st);
 }
 
 }  // namespace
