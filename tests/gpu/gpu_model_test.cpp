@@ -220,7 +220,17 @@ TEST_P(GpuModelFamilies, CudaBackwardMatchesCpu) {
       // quantizes bf16-rounded K/V and the CPU fp32 ones, so some elements land one FP8 step
       // (6%) apart and the q/k gradients (which read K) differ by several percent: the looser
       // bound still catches a broken straight-through path (errors of order 1).
-      EXPECT_LT(rel, kc.recipe ? 0.2 : 0.05) << name << " relative L2 error of the GPU gradient";
+      // The q/k projection biases (Qwen2) get gradients that nearly cancel: softmax ignores a
+      // shift shared by all keys of a row (sum over keys of dS is 0), so a bias gradient is a
+      // small difference of large terms. The fused attention backward rounds dS to bf16 for the
+      // tensor cores (as FlashAttention does; the cuBLAS form it replaced used TF32, 8x finer),
+      // and these two then land 2.7-6.7% from the fp32 CPU model (8 H200 runs; no other gradient
+      // went over 5%, the Llama and Qwen3 models' worst was 1.1%). The bound is 2.2x the worst
+      // seen; a broken backward gives order-1 errors.
+      const bool qk_bias = name.find("q_proj.bias") != std::string::npos ||
+                           name.find("k_proj.bias") != std::string::npos;
+      EXPECT_LT(rel, kc.recipe ? 0.2 : qk_bias ? 0.15 : 0.05)
+          << name << " relative L2 error of the GPU gradient";
     }
     std::printf("[%s] worst gradient relative L2 error %.3g (%s)\n", kc.name, worst, worst_name.c_str());
   }

@@ -409,10 +409,11 @@ BackwardRun gpu_backward(const Problem& p, const Outputs& fw, const std::vector<
 }
 
 // The fused backward rounds P and dS to bf16 for the tensor cores (the CPU reference keeps
-// fp32; the cuBLAS TF32 form this replaced stayed under 1e-3). Observed on the H200 over these
-// 18 cases (6 configs x 3 seeds): worst dq 2.8e-3, dk 3.0e-3, dv 2.1e-3, typical 1.5e-3. The
-// bound leaves 2.7x headroom over the worst; a mask or indexing bug gives errors of order 1.
-constexpr double kBackwardBound = 8e-3;
+// fp32; the cuBLAS TF32 form this replaced stayed under 1e-3). Observed on the H200 over 8
+// runs of these 18 cases (6 configs x 3 seeds; the kernel variants measured then differ only
+// in instruction order): worst dq 3.6e-3, dk 3.1e-3, dv 2.1e-3, typical 1.5e-3. The bound
+// leaves 2.7x headroom over the worst; a mask or indexing bug gives errors of order 1.
+constexpr double kBackwardBound = 1e-2;
 
 TEST(CudaAttention, BackwardMatchesCpuReference) {
   SKIP_WITHOUT_GPU();
