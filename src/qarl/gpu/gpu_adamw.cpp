@@ -21,8 +21,7 @@ GpuAdamW::GpuAdamW(GpuModel& m, train::AdamWOptions o) : m_(m), o_(o) {
 
 double GpuAdamW::grad_norm(const GpuGrads& g) const {
   Tensor acc = Tensor::zeros({1}, DType::F64, Device::CUDA);
-  for (const Tensor& t : g.buffers)
-    kg::launch_sum_squares(t.data_as<float>(), t.numel(), acc.data_as<double>(), nullptr);
+  kg::launch_sum_squares(g.flat.data_as<float>(), g.flat.numel(), acc.data_as<double>(), nullptr);
   kg::check_last_launch("gradient norm");
   return std::sqrt(acc.to_f64_vector()[0]);
 }
@@ -31,7 +30,7 @@ double GpuAdamW::clip(GpuGrads& g, double max_norm) const {
   const double n = grad_norm(g);
   if (max_norm > 0 && n > max_norm && std::isfinite(n)) {
     const float s = float(max_norm / (n + 1e-6));
-    for (const Tensor& t : g.buffers) kg::launch_scale(t.data_as<float>(), t.numel(), s, nullptr);
+    kg::launch_scale(g.flat.data_as<float>(), g.flat.numel(), s, nullptr);
     kg::check_last_launch("gradient clipping");
   }
   return n;

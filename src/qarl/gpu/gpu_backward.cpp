@@ -26,9 +26,19 @@ float* F(const Tensor& t) { return static_cast<float*>(t.data()); }
 
 GpuGrads::GpuGrads(const GpuModel& m) {
   const auto& c = m.config();
+  // One flat buffer: zeroing, the global norm and clipping are one launch each over it (they
+  // were ~300 launches, 5 ms of the Qwen3-0.6B step on the H200). Every gradient starts at a
+  // 256-byte boundary; the padding stays zero. The parameters number num_params(), and at
+  // most 3 + 10 per layer tensors are padded.
+  constexpr int64_t kAlign = 64;  // floats
+  const int64_t capacity = m.num_params() + kAlign * (3 + 10 * int64_t(c.num_hidden_layers));
+  flat = Tensor::zeros({capacity}, DType::F32, Device::CUDA);
+  int64_t used = 0;
   auto alloc = [&](const Tensor& like) {
-    Tensor t = Tensor::zeros(like.shape(), DType::F32, Device::CUDA);
-    buffers.push_back(t);
+    const int64_t n = like.numel();
+    if (used + n > capacity) throw err("GPU gradients: the flat buffer ({} floats) is too small", capacity);
+    Tensor t = flat.narrow0(used, n).reshape(like.shape());
+    used += (n + kAlign - 1) / kAlign * kAlign;
     return t;
   };
   const int64_t qd = m.q_dim(), kd = m.kv_dim(), I = c.intermediate_size;
@@ -80,7 +90,7 @@ GpuGrads::GpuGrads(const GpuModel& m) {
 }
 
 void GpuGrads::zero() {
-  for (const Tensor& t : buffers) cudaMemsetAsync(t.data(), 0, t.nbytes(), nullptr);
+  cudaMemsetAsync(flat.data(), 0, flat.nbytes(), nullptr);
   kg::check_last_launch("zero gradients");
 }
 

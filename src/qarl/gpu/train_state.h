@@ -48,7 +48,7 @@ struct GpuGrads {
   std::vector<Layer> layers;
   Tensor embed, lm_head, final_norm;
   std::map<std::string, Tensor> by_name;
-  std::vector<Tensor> buffers;  // every allocation, for zero()
+  Tensor flat;  // F32: every gradient above is a view into it (padding between them is 0)
 };
 
 // The training forward: every token of every sequence (all start at position 0). Returns
