@@ -26,6 +26,9 @@
 #include "qarl/core/half.h"
 #include "qarl/kernels/cuda/device.h"
 #include "qarl/kernels/cuda/gemm.h"
+#ifdef QARL_HAVE_CUDA
+#include "qarl/kernels/cuda/gemm_internal.h"
+#endif
 #include "test_util.h"
 
 namespace qarl {
@@ -281,9 +284,11 @@ TEST(CudaGemm, BackwardWeightMatchesReference) {
 }
 
 // Row r of C from the exact kernel is the same bits whether row r is computed alone (M = 1)
-// or at any position of a 20-, 37-, 1000- or 4100-row A with random other rows; this covers
-// every tile configuration (skinny 16/32/64 rows, mid 64x64, big 128x128) and both load
-// paths (K = 1024 with 16-byte aligned rows; K = 1029, odd strides).
+// or at any position of a 20- to 8192-row A with random other rows, for F32 and BF16 outputs,
+// with and without accumulate (the old C row is the same in both). This covers every tile
+// configuration (skinny 16/32/64 rows, mid 64x64, big 128x128, large 128x256: checked below
+// through gemm_exact_config) and both load paths (K = 1024 / 1032 with 16-byte aligned rows;
+// K = 1029, odd strides); N = 77 / 300 / 1000 / 2200 and K = 1032 are not tile multiples.
 TEST(CudaGemm, ExactIsBatchInvariant) {
   SKIP_WITHOUT_GPU();
   const uint64_t seed = test::fresh_seed();
@@ -291,41 +296,128 @@ TEST(CudaGemm, ExactIsBatchInvariant) {
   std::mt19937_64 rng(seed);
   constexpr int kRows = 6;
   struct Shape3 { int64_t N, K, lda; };
-  const Shape3 shapes[] = {{77, 1024, 1024}, {2200, 1024, 1032}, {300, 1029, 1029}, {2200, 1029, 1031}};
+  const Shape3 shapes[] = {{77, 1024, 1024}, {2200, 1024, 1032}, {1000, 1032, 1040},
+                           {300, 1029, 1029}, {2200, 1029, 1031}};
+  const int64_t kBatchMs[] = {20, 37, 300, 1000, 4100, 8192};
+  struct Out { Elem t; bool acc; };
+  const Out outs[] = {{Elem::F32, false}, {Elem::F32, true}, {Elem::BF16, false}, {Elem::BF16, true}};
+  // Old C values: cheap uniform junk in [-4, 4) (the GPU adds them; nothing checks them here).
+  auto junk = [&](size_t n) {
+    std::vector<float> v(n);
+    for (float& x : v) x = float(int64_t(rng() >> 40) - (int64_t(1) << 23)) * std::ldexp(1.0f, -21);
+    return v;
+  };
+  bool saw_large = false;
   for (const Shape3& s : shapes) {
     const int64_t N = s.N, K = s.K, lda = s.lda;
     auto W = random_matrix(N, K, K, 0.1f, rng());
     Tensor dW = upload(W);
     auto rows = random_matrix(kRows, K, K, 1.0f, rng());
-    // Each target row alone.
-    std::vector<std::vector<float>> alone(kRows);
-    for (int r = 0; r < kRows; ++r) {
-      std::vector<uint16_t> one(rows.begin() + r * K, rows.begin() + (r + 1) * K);
-      Tensor dA = upload(one);
-      Tensor dC = upload(std::vector<float>(size_t(N), std::nanf("")));
-      gpu::gemm_forward(GemmMode::kExact, 1, N, K, bf(dA), K, bf(dW), K, Elem::F32, dC.data(), N, false, nullptr);
-      alone[size_t(r)] = download<float>(dC);
-    }
-    for (int64_t M : {int64_t(20), int64_t(37), int64_t(1000), int64_t(4100)}) {
-      SCOPED_TRACE(fmt::format("N {} K {} lda {} M {}", N, K, lda, M));
+    const std::vector<float> old_rows = junk(size_t(kRows * N));  // old C of each target row
+    // Each target row alone, per output kind.
+    std::vector<std::vector<float>> alone[4];
+    for (int o = 0; o < 4; ++o)
+      for (int r = 0; r < kRows; ++r) {
+        std::vector<uint16_t> one(rows.begin() + r * K, rows.begin() + (r + 1) * K);
+        Tensor dA = upload(one);
+        std::vector<float> c(old_rows.begin() + r * N, old_rows.begin() + (r + 1) * N);
+        if (!outs[o].acc) std::fill(c.begin(), c.end(), std::nanf(""));
+        Tensor dC = upload_out(c, outs[o].t);
+        gpu::gemm_forward(GemmMode::kExact, 1, N, K, bf(dA), K, bf(dW), K, outs[o].t, dC.data(), N,
+                          outs[o].acc, nullptr);
+        alone[o].push_back(download_out(dC, outs[o].t));
+      }
+    for (int64_t M : kBatchMs) {
       auto A = random_matrix(M, K, lda, 1.0f, rng());
       std::vector<int64_t> pos(static_cast<size_t>(M));
       std::iota(pos.begin(), pos.end(), 0);
       std::shuffle(pos.begin(), pos.end(), rng);
+      // One target row is the last row (the ragged edge of the last M tile).
+      std::iter_swap(std::find(pos.begin(), pos.end(), M - 1), pos.begin() + (kRows - 1));
       for (int r = 0; r < kRows; ++r)
         std::copy(rows.begin() + r * K, rows.begin() + (r + 1) * K, A.begin() + pos[size_t(r)] * lda);
       Tensor dA = upload(A);
-      Tensor dC = upload(std::vector<float>(size_t(M * N), std::nanf("")));
-      gpu::gemm_forward(GemmMode::kExact, M, N, K, bf(dA), lda, bf(dW), K, Elem::F32, dC.data(), N, false, nullptr);
-      std::vector<float> C = download<float>(dC);
+      std::vector<float> old = junk(size_t(M * N));
       for (int r = 0; r < kRows; ++r)
-        for (int64_t j = 0; j < N; ++j) {
-          const float a = alone[size_t(r)][size_t(j)], b = C[size_t(pos[size_t(r)] * N + j)];
-          ASSERT_EQ(std::memcmp(&a, &b, 4), 0)
-              << fmt::format("row {} (at {}) column {}: alone {} vs in batch {}", r, pos[size_t(r)], j, a, b);
-        }
+        std::copy(old_rows.begin() + r * N, old_rows.begin() + (r + 1) * N, old.begin() + pos[size_t(r)] * N);
+#ifdef QARL_HAVE_CUDA
+      const char* cfg = gpu::detail::gemm_exact_config(
+          M, N, gpu::detail::gemm_exact_aligned(K, bf(dA), lda, bf(dW), K));
+      saw_large = saw_large || std::strncmp(cfg, "large", 5) == 0;
+#else
+      const char* cfg = "?";
+#endif
+      for (int o = 0; o < 4; ++o) {
+        const Elem t = outs[o].t;
+        const bool acc = outs[o].acc;
+        SCOPED_TRACE(fmt::format("N {} K {} lda {} M {} ({}) out {} accumulate {}", N, K, lda, M, cfg,
+                                 t == Elem::F32 ? "F32" : "BF16", acc));
+        Tensor dC = acc ? upload_out(old, t) : upload_out(std::vector<float>(old.size(), std::nanf("")), t);
+        gpu::gemm_forward(GemmMode::kExact, M, N, K, bf(dA), lda, bf(dW), K, t, dC.data(), N, acc, nullptr);
+        std::vector<float> C = download_out(dC, t);
+        for (int r = 0; r < kRows; ++r)
+          for (int64_t j = 0; j < N; ++j) {
+            const float a = alone[o][size_t(r)][size_t(j)], b = C[size_t(pos[size_t(r)] * N + j)];
+            ASSERT_EQ(std::memcmp(&a, &b, 4), 0)
+                << fmt::format("row {} (at {}) column {}: alone {} vs in batch {}", r, pos[size_t(r)], j, a, b);
+          }
+      }
     }
   }
+#ifdef QARL_HAVE_CUDA
+  EXPECT_TRUE(saw_large) << "no case reached the large-M tile";
+#endif
+}
+
+// The large-M tile against the CPU reference (ForwardMatchesReference's sizes stay below
+// it): M = 4500 and 8192 rows, N and K not tile multiples, row strides with gaps, even and odd
+// ldc (paired and single stores), F32 / BF16 output, accumulate on / off. The reference is
+// computed for a sample of rows (random ones, the first and the last of the ragged tiles).
+TEST(CudaGemm, ExactLargeMatchesReference) {
+  SKIP_WITHOUT_GPU();
+  const uint64_t seed = test::fresh_seed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  std::mt19937_64 rng(seed);
+  struct Case { int64_t M, N, K, lda, ldw, ldc; };
+  const Case cases[] = {{4500, 1000, 1032, 1040, 1032, 1006}, {8192, 777, 2056, 2056, 2064, 781}};
+  double worst = 0;
+  for (const Case& c : cases) {
+    auto A = random_matrix(c.M, c.K, c.lda, 1.0f, rng());
+    auto W = random_matrix(c.N, c.K, c.ldw, 0.1f, rng());
+    Tensor dA = upload(A), dW = upload(W);
+    // Sampled rows: random ones plus the edges.
+    std::vector<int64_t> sample = {0, 127, 128, c.M - 129, c.M - 128, c.M - 1};
+    for (int i = 0; i < 40; ++i) sample.push_back(int64_t(rng() % uint64_t(c.M)));
+    const int64_t R = int64_t(sample.size());
+    std::vector<uint16_t> As(size_t(R * c.K));
+    for (int64_t r = 0; r < R; ++r)
+      std::copy(A.begin() + sample[size_t(r)] * c.lda, A.begin() + sample[size_t(r)] * c.lda + c.K,
+                As.begin() + r * c.K);
+    const Ref ref = dot_ref(R, c.N, c.K, As, c.K, 1, W, c.ldw, 1);
+#ifdef QARL_HAVE_CUDA
+    EXPECT_STREQ(gpu::detail::gemm_exact_config(c.M, c.N, gpu::detail::gemm_exact_aligned(c.K, bf(dA), c.lda, bf(dW), c.ldw)),
+                 gpu::detail::gemm_exact_config(8192, 4096, true));
+#endif
+    for (Elem t : {Elem::F32, Elem::BF16})
+      for (bool acc : {false, true}) {
+        SCOPED_TRACE(fmt::format("M {} N {} K {} lda {} ldw {} ldc {} out {} accumulate {}", c.M, c.N, c.K,
+                                 c.lda, c.ldw, c.ldc, t == Elem::F32 ? "F32" : "BF16", acc));
+        std::vector<float> old = old_values(c.M, c.N, c.ldc, acc, rng());
+        Tensor dC = upload_out(old, t);
+        gpu::gemm_forward(GemmMode::kExact, c.M, c.N, c.K, bf(dA), c.lda, bf(dW), c.ldw, t, dC.data(), c.ldc,
+                          acc, nullptr);
+        std::vector<float> got = download_out(dC, t);
+        std::vector<float> got_s(size_t(R * c.ldc)), old_s(size_t(R * c.ldc));
+        for (int64_t r = 0; r < R; ++r) {
+          std::copy(got.begin() + sample[size_t(r)] * c.ldc, got.begin() + (sample[size_t(r)] + 1) * c.ldc,
+                    got_s.begin() + r * c.ldc);
+          std::copy(old.begin() + sample[size_t(r)] * c.ldc, old.begin() + (sample[size_t(r)] + 1) * c.ldc,
+                    old_s.begin() + r * c.ldc);
+        }
+        ASSERT_TRUE(check_result(got_s, old_s, t, acc, ref, R, c.N, c.ldc, c.K, &worst));
+      }
+  }
+  std::printf("exact large: worst |err| / bound %.3f\n", worst);
 }
 
 }  // namespace

@@ -56,7 +56,7 @@ void gemm_forward(GemmMode mode, int64_t M, int64_t N, int64_t K, const bf16* A,
         detail::launch_gemm_exact(M, N, K, A, lda, W, ldw, c_t, C, ldc, accumulate, stream);
     if (!e.empty())
       throw runtime_err("{} C[{},{}] = A[{},{}] W[{},{}]^T ({}): {}", what, M, N, M, K, N, K,
-                        detail::gemm_exact_config(M, N), e);
+                        detail::gemm_exact_config(M, N, detail::gemm_exact_aligned(K, A, lda, W, ldw)), e);
   } else
     detail::cublas_forward(M, N, K, A, lda, W, ldw, c_t, C, ldc, accumulate, stream);
 #else

@@ -9,22 +9,25 @@
 // the accumulator (the tensor core's dot product has a fixed internal order and does not
 // mix rows), so C(i, j) is the same bits for every M, every position of row i in A, every
 // content of the other rows, and every CTA tile shape. That is what lets the launcher pick
-// the tile by shape (a 16/32/64-row tile for decode, 64x64 or 128x128 for prefill and
-// training) without giving up batch invariance: the tile decides which CTA and which
+// the tile by shape (a 16/32/64-row tile for decode, 64x64, 128x128 or the large 128x256
+// kernel of gemm_exact_large.cuh for prefill and training) without giving up batch invariance: the tile decides which CTA and which
 // fragment slot computes (i, j), never the arithmetic. No split-K anywhere. The epilogue
 // adds C's old value (one fp32 add) and rounds to F32/BF16 (RNE), per element.
-// Test: tests/kernels/cuda_gemm_test.cpp (bitwise rows across M = 1, 37, 1000 and tiles).
+// Test: tests/kernels/cuda_gemm_test.cpp (bitwise rows across M = 1 ... 8192 and all tiles).
 //
 // (No qarl/core/error.h here: fmt does not compile under nvcc; gemm.cpp throws.)
 // Data movement: cp.async 16-byte copies into a multi-stage shared-memory ring (zero-filled
 // past M/N/K) when K, lda, ldw are multiples of 8 and A, W 16-byte aligned; otherwise
 // guarded 2-byte loads stored into the same ring (slower, same arithmetic). Fragments come
-// from shared memory through ldmatrix (rows padded by 8 halves: conflict-free).
+// from shared memory through ldmatrix (rows padded by 8 halves: conflict-free). The large
+// tile (aligned operands only) has its own, faster pipeline: gemm_exact_large.cuh.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <string>
 
+#include "qarl/kernels/cuda/gemm_exact_large.cuh"
+#include "qarl/kernels/cuda/gemm_exact_ptx.cuh"
 #include "qarl/kernels/cuda/gemm_internal.h"
 #include "qarl/kernels/cuda/launch_config.cuh"
 
@@ -48,49 +51,6 @@ using BigTile = Tile<128, 128, 32, 2, 4, 4>;   // 256 threads, warp 64x32
 using MidTile = Tile<64, 64, 32, 2, 2, 4>;     // 128 threads, warp 32x32
 template <int BM>
 using SkinnyTile = Tile<BM, 16, 128, 1, 2, 4>; // 64 threads, warp BMx8: decode, W streamed
-
-struct Args {
-  int64_t M, N, K;
-  const uint16_t* A;
-  int64_t lda;
-  const uint16_t* W;
-  int64_t ldw;
-  void* C;
-  int64_t ldc;
-  int num_m, num_n;  // tile counts
-};
-
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src_bytes) {
-  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem),
-               "r"(src_bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
-  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(s));
-}
-__device__ __forceinline__ void ldmatrix_x2(uint32_t& r0, uint32_t& r1, const void* p) {
-  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
-               : "=r"(r0), "=r"(r1)
-               : "r"(s));
-}
-// d = a . b + d for one 16x8 fp32 tile (the only arithmetic instruction of the product).
-__device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
-                                               uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-      "{%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
 // One k-tile of A rows [m0, m0+BM) and W rows [n0, n0+BN), columns [k0, k0+BK), into a stage.
 template <class T, bool kAligned>
@@ -127,18 +87,6 @@ __device__ __forceinline__ void load_tile(uint16_t* stage, const Args& p, int64_
       }
       *reinterpret_cast<uint4*>(dst) = make_uint4(v[0], v[1], v[2], v[3]);
     }
-  }
-}
-
-template <class OutT>
-__device__ __forceinline__ void store_out(void* C, int64_t ldc, int64_t i, int64_t j, float acc,
-                                          bool accumulate) {
-  if constexpr (sizeof(OutT) == 4) {
-    float* c = static_cast<float*>(C) + i * ldc + j;
-    *c = accumulate ? __fadd_rn(*c, acc) : acc;
-  } else {
-    __nv_bfloat16* c = static_cast<__nv_bfloat16*>(C) + i * ldc + j;
-    *c = __float2bfloat16_rn(accumulate ? __fadd_rn(__bfloat162float(*c), acc) : acc);
   }
 }
 
@@ -261,42 +209,66 @@ std::string launch_tile(Args p, bool aligned, Elem c_t, bool accumulate, cudaStr
                  : launch_one<T, false, __nv_bfloat16>(p, accumulate, s);
 }
 
-enum class Pick { kSkinny16, kSkinny32, kSkinny64, kMid, kBig };
-Pick pick(int64_t M, int64_t N) {
+// The large-M tile (gemm_exact_large.cuh): 8 warps of 64x64, 3-stage ring, one CTA per SM.
+using LargeTileCfg = LargeTile<128, 256, 2, 4, 3, 1>;
+
+template <class T>
+std::string launch_large_tile(Args p, Elem c_t, bool accumulate, cudaStream_t s) {
+  return c_t == Elem::F32 ? launch_large<T, float>(p, accumulate, s)
+                          : launch_large<T, __nv_bfloat16>(p, accumulate, s);
+}
+
+enum class Pick { kSkinny16, kSkinny32, kSkinny64, kMid, kBig, kLarge };
+// The tile for an M x N output: skinny tiles stream W for decode; the large tile once it
+// fills every SM (aligned operands only: its copies are 16-byte cp.async); otherwise the
+// 128x128 tile when that fills the SMs, else 64x64.
+Pick pick(int64_t M, int64_t N, bool aligned) {
   if (M <= 16) return Pick::kSkinny16;
   if (M <= 32) return Pick::kSkinny32;
   if (M <= 64) return Pick::kSkinny64;
+  using L = LargeTileCfg;
+  const int64_t large_tiles = ((M + L::BM - 1) / L::BM) * ((N + L::BN - 1) / L::BN);
+  if (aligned && large_tiles >= int64_t(sm_count()) * L::kMinBlocks) return Pick::kLarge;
   const int64_t big_tiles = ((M + 127) / 128) * ((N + 127) / 128);
   return big_tiles >= sm_count() ? Pick::kBig : Pick::kMid;
 }
 
-}  // namespace
-
-const char* gemm_exact_config(int64_t M, int64_t N) {
-  switch (pick(M, N)) {
+const char* config_name(Pick k) {
+  switch (k) {
     case Pick::kSkinny16: return "skinny 16x16x128";
     case Pick::kSkinny32: return "skinny 32x16x128";
     case Pick::kSkinny64: return "skinny 64x16x128";
     case Pick::kMid: return "mid 64x64x32";
     case Pick::kBig: return "big 128x128x32";
+    case Pick::kLarge: return "large 128x256x64";
   }
   return "?";
+}
+
+}  // namespace
+
+bool gemm_exact_aligned(int64_t K, const bf16* A, int64_t lda, const bf16* W, int64_t ldw) {
+  return K % 8 == 0 && lda % 8 == 0 && ldw % 8 == 0 && reinterpret_cast<uintptr_t>(A) % 16 == 0 &&
+         reinterpret_cast<uintptr_t>(W) % 16 == 0;
+}
+
+const char* gemm_exact_config(int64_t M, int64_t N, bool aligned) {
+  return config_name(pick(M, N, aligned));
 }
 
 std::string launch_gemm_exact(int64_t M, int64_t N, int64_t K, const bf16* A, int64_t lda,
                        const bf16* W, int64_t ldw, Elem c_t, void* C, int64_t ldc,
                        bool accumulate, void* stream) {
   Args p{M, N, K, A, lda, W, ldw, C, ldc, 0, 0};
-  const bool aligned = K % 8 == 0 && lda % 8 == 0 && ldw % 8 == 0 &&
-                       reinterpret_cast<uintptr_t>(A) % 16 == 0 &&
-                       reinterpret_cast<uintptr_t>(W) % 16 == 0;
+  const bool aligned = gemm_exact_aligned(K, A, lda, W, ldw);
   auto s = static_cast<cudaStream_t>(stream);
-  switch (pick(M, N)) {
+  switch (pick(M, N, aligned)) {
     case Pick::kSkinny16: return launch_tile<SkinnyTile<16>>(p, aligned, c_t, accumulate, s);
     case Pick::kSkinny32: return launch_tile<SkinnyTile<32>>(p, aligned, c_t, accumulate, s);
     case Pick::kSkinny64: return launch_tile<SkinnyTile<64>>(p, aligned, c_t, accumulate, s);
     case Pick::kMid: return launch_tile<MidTile>(p, aligned, c_t, accumulate, s);
     case Pick::kBig: return launch_tile<BigTile>(p, aligned, c_t, accumulate, s);
+    case Pick::kLarge: return launch_large_tile<LargeTileCfg>(p, c_t, accumulate, s);
   }
   return "no tile configuration";
 }

@@ -13,9 +13,12 @@ namespace qarl::kernels::gpu::detail {
 std::string launch_gemm_exact(int64_t M, int64_t N, int64_t K, const bf16* A, int64_t lda,
                        const bf16* W, int64_t ldw, Elem c_t, void* C, int64_t ldc,
                        bool accumulate, void* stream);
-// Which tile configuration launch_gemm_exact uses for M x N ("big 128x128x32", ...), for
-// benchmark notes and tests.
-const char* gemm_exact_config(int64_t M, int64_t N);
+// Whether the operands take the 16-byte cp.async path (K, lda, ldw multiples of 8, A and W
+// 16-byte aligned); the guarded 2-byte path otherwise.
+bool gemm_exact_aligned(int64_t K, const bf16* A, int64_t lda, const bf16* W, int64_t ldw);
+// Which tile configuration launch_gemm_exact uses for M x N ("large 128x256x64", ...), for
+// error messages, benchmark notes and tests.
+const char* gemm_exact_config(int64_t M, int64_t N, bool aligned);
 
 // cuBLAS (gemm_cublas.cpp), arguments already checked, output non-empty.
 void cublas_forward(int64_t M, int64_t N, int64_t K, const bf16* A, int64_t lda, const bf16* W,
