@@ -369,6 +369,58 @@ TEST(CudaGemm, ExactIsBatchInvariant) {
 #endif
 }
 
+// Every tile configuration of the exact kernel, forced in turn, gives the same bits as the
+// mid 64x64 tile on the same problem (whatever pick() chooses today): F32 / BF16 output, even
+// and odd ldc, accumulate on / off; M = 8200 (the persistent large tiles loop over 1-2 tiles
+// per CTA), a 2-k-tile K = 72, K = 0 (C = 0 + C), N and K not tile multiples.
+TEST(CudaGemm, ExactConfigsAgreeBitwise) {
+  SKIP_WITHOUT_GPU();
+#ifndef QARL_HAVE_CUDA
+  GTEST_SKIP() << "built without CUDA";
+#else
+  const uint64_t seed = test::fresh_seed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  std::mt19937_64 rng(seed);
+  struct Case { int64_t M, N, K, lda; };
+  const Case cases[] = {{8200, 1000, 1032, 1040}, {300, 2100, 72, 72}, {500, 300, 0, 8}};
+  int mid = -1;
+  for (int c = 0; c < gpu::detail::gemm_exact_config_count(); ++c)
+    if (std::strncmp(gpu::detail::gemm_exact_config_name(c), "mid", 3) == 0) mid = c;
+  ASSERT_GE(mid, 0);
+  for (const Case& cs : cases) {
+    const int64_t M = cs.M, N = cs.N, K = cs.K;
+    auto A = random_matrix(M, std::max<int64_t>(K, 1), cs.lda, 1.0f, rng());
+    auto W = random_matrix(N, std::max<int64_t>(K, 1), std::max<int64_t>(K, 8), 0.1f, rng());
+    Tensor dA = upload(A), dW = upload(W);
+    const int64_t ldw = std::max<int64_t>(K, 8);
+    for (Elem t : {Elem::F32, Elem::BF16})
+      for (bool acc : {false, true}) {
+        const int64_t ldc = t == Elem::F32 ? N : N + 1;
+        std::vector<float> old = old_values(M, N, ldc, acc, rng());
+        std::vector<float> want;
+        for (int c : {mid}) {
+          Tensor dC = upload_out(old, t);
+          ASSERT_EQ(gpu::detail::launch_gemm_exact_as(c, M, N, K, bf(dA), cs.lda, bf(dW), ldw, t, dC.data(),
+                                                      ldc, acc, nullptr), "");
+          want = download_out(dC, t);
+        }
+        for (int c = 0; c < gpu::detail::gemm_exact_config_count(); ++c) {
+          SCOPED_TRACE(fmt::format("{} vs mid: M {} N {} K {} ldc {} out {} accumulate {}",
+                                   gpu::detail::gemm_exact_config_name(c), M, N, K, ldc,
+                                   t == Elem::F32 ? "F32" : "BF16", acc));
+          Tensor dC = upload_out(old, t);
+          ASSERT_EQ(gpu::detail::launch_gemm_exact_as(c, M, N, K, bf(dA), cs.lda, bf(dW), ldw, t, dC.data(),
+                                                      ldc, acc, nullptr), "");
+          std::vector<float> got = download_out(dC, t);
+          for (size_t e = 0; e < got.size(); ++e)
+            ASSERT_EQ(std::memcmp(&got[e], &want[e], 4), 0)
+                << fmt::format("element ({}, {}): {} vs mid {}", e / size_t(ldc), e % size_t(ldc), got[e], want[e]);
+        }
+      }
+  }
+#endif
+}
+
 // The large-M tile against the CPU reference (ForwardMatchesReference's sizes stay below
 // it): M = 4500 and 8192 rows, N and K not tile multiples, row strides with gaps, even and odd
 // ldc (paired and single stores), F32 / BF16 output, accumulate on / off. The reference is

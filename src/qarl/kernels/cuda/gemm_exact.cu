@@ -209,40 +209,69 @@ std::string launch_tile(Args p, bool aligned, Elem c_t, bool accumulate, cudaStr
                  : launch_one<T, false, __nv_bfloat16>(p, accumulate, s);
 }
 
-// The large-M tile (gemm_exact_large.cuh): 8 warps of 64x64, 3-stage ring, one CTA per SM.
-using LargeTileCfg = LargeTile<128, 256, 2, 4, 3, 1>;
+// The large-M tiles (gemm_exact_large.cuh). LargeA: 8 warps of 64x64, one CTA per SM;
+// LargeB: 4 warps of 64x64, two CTAs per SM. "persistent": one CTA per resident slot, looping
+// over tiles with the copy pipeline running across tile changes.
+using LargeA3 = LargeTile<128, 256, 2, 4, 3, 1>;
+using LargeA4 = LargeTile<128, 256, 2, 4, 4, 1>;
+using LargeB3 = LargeTile<128, 128, 2, 2, 3, 2>;
+// More warps per SM, fewer registers each (single-buffered fragments): LargeC1 2 x 8 warps of
+// 64x32, LargeC2 2 x 6 warps of 64x48.
+using LargeC1 = LargeTile<128, 128, 2, 4, 3, 2, 1>;
+using LargeC2 = LargeTile<192, 96, 3, 2, 3, 2, 1>;
 
-template <class T>
-std::string launch_large_tile(Args p, Elem c_t, bool accumulate, cudaStream_t s) {
-  return c_t == Elem::F32 ? launch_large<T, float>(p, accumulate, s)
-                          : launch_large<T, __nv_bfloat16>(p, accumulate, s);
+template <class T, bool kPersistent>
+std::string launch_large_tile(Args p, bool aligned, Elem c_t, bool accumulate, cudaStream_t s) {
+  if (!aligned) return "the large tiles need K, lda, ldw multiples of 8 and 16-byte aligned A, W";
+  return c_t == Elem::F32 ? launch_large<T, float, kPersistent>(p, accumulate, s)
+                          : launch_large<T, __nv_bfloat16, kPersistent>(p, accumulate, s);
 }
 
-enum class Pick { kSkinny16, kSkinny32, kSkinny64, kMid, kBig, kLarge };
+// Every configuration, by index (pick() chooses one; tests force each in turn).
+enum Pick : int {
+  kSkinny16, kSkinny32, kSkinny64, kMid, kBig,
+  kLargeA3, kLargeA3P, kLargeA4P, kLargeB3, kLargeB3P, kLargeC1P, kLargeC2P, kNumPicks
+};
+const char* const kConfigNames[kNumPicks] = {
+    "skinny 16x16x128", "skinny 32x16x128", "skinny 64x16x128", "mid 64x64x32", "big 128x128x32",
+    "large 128x256x64 s3", "large 128x256x64 s3 persistent", "large 128x256x64 s4 persistent",
+    "large 128x128x64 s3 x2", "large 128x128x64 s3 x2 persistent",
+    "large 128x128x64 s3 x2 w64x32 persistent", "large 192x96x64 s3 x2 w64x48 persistent"};
+
+// The large configuration pick() uses.
+constexpr Pick kLargePick = kLargeB3P;
+using LargePicked = LargeB3;
+
 // The tile for an M x N output: skinny tiles stream W for decode; the large tile once it
 // fills every SM (aligned operands only: its copies are 16-byte cp.async); otherwise the
 // 128x128 tile when that fills the SMs, else 64x64.
 Pick pick(int64_t M, int64_t N, bool aligned) {
-  if (M <= 16) return Pick::kSkinny16;
-  if (M <= 32) return Pick::kSkinny32;
-  if (M <= 64) return Pick::kSkinny64;
-  using L = LargeTileCfg;
+  if (M <= 16) return kSkinny16;
+  if (M <= 32) return kSkinny32;
+  if (M <= 64) return kSkinny64;
+  using L = LargePicked;
   const int64_t large_tiles = ((M + L::BM - 1) / L::BM) * ((N + L::BN - 1) / L::BN);
-  if (aligned && large_tiles >= int64_t(sm_count()) * L::kMinBlocks) return Pick::kLarge;
+  if (aligned && large_tiles >= int64_t(sm_count()) * L::kMinBlocks) return kLargePick;
   const int64_t big_tiles = ((M + 127) / 128) * ((N + 127) / 128);
-  return big_tiles >= sm_count() ? Pick::kBig : Pick::kMid;
+  return big_tiles >= sm_count() ? kBig : kMid;
 }
 
-const char* config_name(Pick k) {
-  switch (k) {
-    case Pick::kSkinny16: return "skinny 16x16x128";
-    case Pick::kSkinny32: return "skinny 32x16x128";
-    case Pick::kSkinny64: return "skinny 64x16x128";
-    case Pick::kMid: return "mid 64x64x32";
-    case Pick::kBig: return "big 128x128x32";
-    case Pick::kLarge: return "large 128x256x64";
+std::string launch_as(int config, Args p, bool aligned, Elem c_t, bool accumulate, cudaStream_t s) {
+  switch (config) {
+    case kSkinny16: return launch_tile<SkinnyTile<16>>(p, aligned, c_t, accumulate, s);
+    case kSkinny32: return launch_tile<SkinnyTile<32>>(p, aligned, c_t, accumulate, s);
+    case kSkinny64: return launch_tile<SkinnyTile<64>>(p, aligned, c_t, accumulate, s);
+    case kMid: return launch_tile<MidTile>(p, aligned, c_t, accumulate, s);
+    case kBig: return launch_tile<BigTile>(p, aligned, c_t, accumulate, s);
+    case kLargeA3: return launch_large_tile<LargeA3, false>(p, aligned, c_t, accumulate, s);
+    case kLargeA3P: return launch_large_tile<LargeA3, true>(p, aligned, c_t, accumulate, s);
+    case kLargeA4P: return launch_large_tile<LargeA4, true>(p, aligned, c_t, accumulate, s);
+    case kLargeB3: return launch_large_tile<LargeB3, false>(p, aligned, c_t, accumulate, s);
+    case kLargeB3P: return launch_large_tile<LargeB3, true>(p, aligned, c_t, accumulate, s);
+    case kLargeC1P: return launch_large_tile<LargeC1, true>(p, aligned, c_t, accumulate, s);
+    case kLargeC2P: return launch_large_tile<LargeC2, true>(p, aligned, c_t, accumulate, s);
+    default: return "no tile configuration " + std::to_string(config);
   }
-  return "?";
 }
 
 }  // namespace
@@ -253,24 +282,27 @@ bool gemm_exact_aligned(int64_t K, const bf16* A, int64_t lda, const bf16* W, in
 }
 
 const char* gemm_exact_config(int64_t M, int64_t N, bool aligned) {
-  return config_name(pick(M, N, aligned));
+  return kConfigNames[pick(M, N, aligned)];
+}
+int gemm_exact_config_count() { return kNumPicks; }
+const char* gemm_exact_config_name(int config) {
+  return config >= 0 && config < kNumPicks ? kConfigNames[config] : "?";
+}
+
+std::string launch_gemm_exact_as(int config, int64_t M, int64_t N, int64_t K, const bf16* A,
+                                 int64_t lda, const bf16* W, int64_t ldw, Elem c_t, void* C,
+                                 int64_t ldc, bool accumulate, void* stream) {
+  Args p{M, N, K, A, lda, W, ldw, C, ldc, 0, 0};
+  return launch_as(config, p, gemm_exact_aligned(K, A, lda, W, ldw), c_t, accumulate,
+                   static_cast<cudaStream_t>(stream));
 }
 
 std::string launch_gemm_exact(int64_t M, int64_t N, int64_t K, const bf16* A, int64_t lda,
                        const bf16* W, int64_t ldw, Elem c_t, void* C, int64_t ldc,
                        bool accumulate, void* stream) {
-  Args p{M, N, K, A, lda, W, ldw, C, ldc, 0, 0};
   const bool aligned = gemm_exact_aligned(K, A, lda, W, ldw);
-  auto s = static_cast<cudaStream_t>(stream);
-  switch (pick(M, N, aligned)) {
-    case Pick::kSkinny16: return launch_tile<SkinnyTile<16>>(p, aligned, c_t, accumulate, s);
-    case Pick::kSkinny32: return launch_tile<SkinnyTile<32>>(p, aligned, c_t, accumulate, s);
-    case Pick::kSkinny64: return launch_tile<SkinnyTile<64>>(p, aligned, c_t, accumulate, s);
-    case Pick::kMid: return launch_tile<MidTile>(p, aligned, c_t, accumulate, s);
-    case Pick::kBig: return launch_tile<BigTile>(p, aligned, c_t, accumulate, s);
-    case Pick::kLarge: return launch_large_tile<LargeTileCfg>(p, c_t, accumulate, s);
-  }
-  return "no tile configuration";
+  return launch_gemm_exact_as(pick(M, N, aligned), M, N, K, A, lda, W, ldw, c_t, C, ldc,
+                              accumulate, stream);
 }
 
 }  // namespace qarl::kernels::gpu::detail
