@@ -286,7 +286,7 @@ TEST(CudaGemm, BackwardWeightMatchesReference) {
 // Row r of C from the exact kernel is the same bits whether row r is computed alone (M = 1)
 // or at any position of a 20- to 8192-row A with random other rows, for F32 and BF16 outputs,
 // with and without accumulate (the old C row is the same in both). This covers every tile
-// configuration (skinny 16/32/64 rows, mid 64x64, big 128x128, large 128x256: checked below
+// configuration (skinny 16/32/64 rows, mid 64x64, big 128x128, large: checked below
 // through gemm_exact_config) and both load paths (K = 1024 / 1032 with 16-byte aligned rows;
 // K = 1029, odd strides); N = 77 / 300 / 1000 / 2200 and K = 1032 are not tile multiples.
 TEST(CudaGemm, ExactIsBatchInvariant) {

@@ -1,8 +1,9 @@
 // Matrix products of the GPU model, bf16 inputs with fp32 accumulation, in two modes:
 //   kFast  - cuBLAS (cublasLt / cublasGemmEx), whatever algorithm it picks;
-//   kExact - qarl's own batch-invariant kernel: one pinned tile configuration, no split-K, the
-//            K dimension reduced in one fixed order, so element (i, j) of C is the same bits
-//            for every M, every position of row i in A, and whatever the other rows hold.
+//   kExact - qarl's own batch-invariant kernel: tile configurations chosen by shape that all
+//            run the same per-element mma.sync k16 chain (no split-K, K reduced in one fixed
+//            order), so element (i, j) of C is the same bits for every M, every position of
+//            row i in A, and whatever the other rows hold.
 // Only the forward product has an exact variant: it is what makes the rollout's logprobs
 // equal the trainer's (docs/cuda.md). Backward products always use cuBLAS.
 // Layout: row-major everywhere; weights are [N, K] (Hugging Face's [out, in]).
