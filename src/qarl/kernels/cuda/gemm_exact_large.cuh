@@ -3,8 +3,9 @@
 // mma.sync.m16n8k16 over k16 = 0, 16, ... ascending, ceil(K/16) links, fragments holding
 // A(i, k16..k16+15) and W(j, k16..k16+15) with zeros past K), laid out for throughput:
 //   - CTA tile BM x BN, BK = 64, warps of 64 x 64 (4 x 8 mma tiles per k16: 8 ldmatrix.x4 feed
-//     32 mma.sync), fragments double-buffered in registers (the next k16's ldmatrix is in
-//     flight while this k16's mma run);
+//     32 mma.sync) or smaller, fragments double-buffered in registers (the next k16's ldmatrix
+//     is in flight while this k16's mma run) or single-buffered (fewer registers);
+//   - optionally persistent: one CTA per resident slot looping over output tiles;
 //   - a STAGES-deep cp.async ring of 16-byte copies, zero-filled past M / N / K, in XOR-swizzled
 //     shared memory (16-byte chunk c of row r at c ^ (r & 7)): conflict-free for both the
 //     copies and ldmatrix, no padding;
