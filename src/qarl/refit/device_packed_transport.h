@@ -1,9 +1,9 @@
-// The packed stream of packed_transport.h with its batches in device memory, for wires that
-// move device buffers (NcclBroadcastWire, nccl_wire.h). Same format: the 16-byte header
-// (metadata fingerprint, target), batches planned by plan_packed_batches(), each followed
-// by its CRC32C and index; the same failure semantics (aborted batches and a failing
-// barrier from a sender destroyed mid-refit; a receiver that abandons drains the stream
-// and fails the barrier).
+// The packed stream of packed_protocol.h (the same code as packed_transport.h) with its
+// batches in device memory, for wires that move device buffers (NcclBroadcastWire,
+// nccl_wire.h). Same format: the 16-byte header (metadata fingerprint, target), batches
+// planned by plan_packed_batches(), each followed by its CRC32C and index; the same failure
+// semantics (aborted batches and a failing barrier from a sender destroyed mid-refit; a
+// receiver that abandons drains the stream and fails the barrier).
 //
 // The sender packs with cudaMemcpyAsync (device-to-device, or host-to-device for CPU
 // tensors) into one device batch buffer; the checksum is computed on the GPU
@@ -18,49 +18,16 @@
 
 namespace qarl::refit {
 
-class DevicePackedSender : public RefitSender {
+class DevicePackedSender : public PackedSenderBase {
  public:
+  // push() takes CPU or CUDA tensors. Destroyed mid-refit: aborted batches, failing barrier.
   DevicePackedSender(BroadcastWire& wire, RefitMetadata meta, size_t target_bytes);
-  ~DevicePackedSender() override;
-  void push(const std::string& name, const Tensor& tensor) override;  // CPU or CUDA
-  TransferStats finish() override;
-
- private:
-  void start();
-  BroadcastWire& wire_;
-  RefitMetadata meta_;
-  size_t target_;
-  std::vector<PackedBatch> batches_;
-  std::shared_ptr<Storage> buf_;  // device: the batch being packed (+ trailer)
-  size_t batch_ = 0, next_ = 0, fill_ = 0;
-  bool finished_ = false;
-  TransferStats stats_;
-  double t0_ = -1;
 };
 
-class DevicePackedReceiver : public RefitReceiver {
+class DevicePackedReceiver : public PackedReceiverBase {
  public:
   DevicePackedReceiver(BroadcastWire& wire, RefitMetadata meta, size_t target_bytes,
                        Device yield = Device::CUDA);
-  ~DevicePackedReceiver() override;
-  bool next(NamedTensor& out) override;
-  void acknowledge() override;
-  TransferStats stats() const override { return stats_; }
-  void abandon(const std::string& why) noexcept override;
-
- private:
-  void start();
-  BroadcastWire& wire_;
-  RefitMetadata meta_;
-  size_t target_;
-  Device yield_;
-  std::vector<PackedBatch> batches_;
-  std::shared_ptr<Storage> buf_;
-  size_t batch_ = 0, next_ = 0, off_ = 0;
-  size_t received_ = 0;
-  bool started_ = false, end_ = false, done_ = false, in_sync_ = false;
-  TransferStats stats_;
-  double t0_ = -1;
 };
 
 }  // namespace qarl::refit
