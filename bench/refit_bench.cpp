@@ -97,10 +97,23 @@ RefitMetadata meta_of(const std::vector<NamedTensor>& w) {
   _exit(rc);
 }
 
-void report(benchmark::State& state, double bytes, double seconds) {
+void report(benchmark::State& state, double bytes) {
   state.counters["MB"] = bytes / 1e6;
   state.counters["GB/s"] = benchmark::Counter(bytes * double(state.iterations()) / 1e9,
                                               benchmark::Counter::kIsRate);
+}
+
+// Times `one()` (one whole refit to the consumer process `pid`) after a warm-up, then waits
+// for the consumer and reports the bytes per refit.
+template <class OneRefit>
+void time_refits(benchmark::State& state, OneRefit one, pid_t pid) {
+  one();  // warm-up
+  double bytes = 0;
+  for (auto _ : state) bytes = double(one().bytes);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) state.SkipWithError("consumer failed");
+  report(state, bytes);
 }
 
 void BM_RefitStagingShm(benchmark::State& state) {
@@ -125,17 +138,7 @@ void BM_RefitStagingShm(benchmark::State& state) {
     for (const auto& t : w) tx.push(t.name, t.tensor);
     return tx.finish();
   };
-  one();  // warm-up
-  double bytes = 0, secs = 0;
-  for (auto _ : state) {
-    TransferStats s = one();
-    bytes = double(s.bytes);
-    secs += s.seconds;
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) state.SkipWithError("consumer failed");
-  report(state, bytes, secs);
+  time_refits(state, one, pid);
 }
 BENCHMARK(BM_RefitStagingShm)->Arg(16)->Arg(64)->Iterations(kRefits)->UseRealTime()->Unit(benchmark::kMillisecond);
 
@@ -178,13 +181,7 @@ void BM_RefitPackedTcp(benchmark::State& state) {
     for (const auto& t : w) tx.push(t.name, t.tensor);
     return tx.finish();
   };
-  one();  // warm-up
-  double bytes = 0;
-  for (auto _ : state) bytes = double(one().bytes);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) state.SkipWithError("consumer failed");
-  report(state, bytes, 0);
+  time_refits(state, one, pid);
 }
 BENCHMARK(BM_RefitPackedTcp)->Args({16, 0})->Args({16, 1})->Args({64, 0})->Args({64, 1})->Iterations(kRefits)->UseRealTime()->Unit(benchmark::kMillisecond);
 
@@ -248,13 +245,7 @@ void BM_RefitCudaIpc(benchmark::State& state) {
     for (const auto& t : w) tx.push(t.name, t.tensor);
     return tx.finish();
   };
-  one();  // warm-up
-  double bytes = 0;
-  for (auto _ : state) bytes = double(one().bytes);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) state.SkipWithError("consumer failed");
-  report(state, bytes, 0);
+  time_refits(state, one, pid);
 }
 BENCHMARK(BM_RefitCudaIpc)->Arg(16)->Arg(64)->Iterations(kRefits)->UseRealTime()->Unit(benchmark::kMillisecond);
 
@@ -276,7 +267,7 @@ void BM_RefitNcclOneRankSender(benchmark::State& state) {
   one();
   double bytes = 0;
   for (auto _ : state) bytes = double(one().bytes);
-  report(state, bytes, 0);
+  report(state, bytes);
 }
 BENCHMARK(BM_RefitNcclOneRankSender)->Arg(16)->Arg(64)->Iterations(kRefits)->UseRealTime()->Unit(benchmark::kMillisecond);
 
