@@ -28,7 +28,7 @@ TempDir::~TempDir() {
 
 RunResult run_qarl(const std::string& args) {
   TempDir d;
-  std::string cmd = std::string(QARL_BINARY) + " " + args + " >" + d.file("out") + " 2>" +
+  std::string cmd = qarl_binary() + " " + args + " >" + d.file("out") + " 2>" +
                     d.file("err") + " </dev/null";
   int status = std::system(cmd.c_str());
   RunResult r;
@@ -38,8 +38,17 @@ RunResult run_qarl(const std::string& args) {
   return r;
 }
 
-std::string data_path(const std::string& rel) { return std::string(QARL_TEST_DATA_DIR) + "/" + rel; }
-std::string source_path(const std::string& rel) { return std::string(QARL_SOURCE_DIR) + "/" + rel; }
+static std::string env_or(const char* name, const char* built_in) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : built_in;
+}
+std::string qarl_binary() { return env_or("QARL_TEST_BINARY", QARL_BINARY); }
+std::string data_path(const std::string& rel) {
+  return env_or("QARL_TEST_DATA_DIR", QARL_TEST_DATA_DIR) + "/" + rel;
+}
+std::string source_path(const std::string& rel) {
+  return env_or("QARL_TEST_SOURCE_DIR", QARL_SOURCE_DIR) + "/" + rel;
+}
 
 uint64_t fresh_seed() {
   static std::atomic<uint64_t> counter{0};

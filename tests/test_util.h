@@ -28,6 +28,11 @@ struct RunResult {
 // Runs `build/qarl <args>` through the shell; args are passed verbatim.
 RunResult run_qarl(const std::string& args);
 
+// Where the tests find the qarl binary, tests/data and the repository. The paths are baked in
+// at build time; the environment (QARL_TEST_BINARY, QARL_TEST_DATA_DIR, QARL_TEST_SOURCE_DIR)
+// overrides them so a binary built on one machine runs its tests on another
+// (scripts/gpu/run.sh with QARL_GPU_PREBUILT).
+std::string qarl_binary();
 std::string data_path(const std::string& rel);  // tests/data/<rel>
 std::string source_path(const std::string& rel);  // <repo>/<rel>
 

@@ -10,7 +10,10 @@
 # QARL_GPU_SKIP_PEERS=1, QARL_GPU_TRANSFORMERS=0 (leave out the transformers generate/train peers),
 # QARL_GPU_TEST_FILTER (gtest filter, default all), QARL_GPU_SKIP_BENCH=1 (no qarl bench, no peers),
 # QARL_GPU_BENCH_FILTER (only the qarl bench cases whose name contains it),
-# QARL_NCCL_ROOT (NCCL for the refit NCCL wire; default: the PyTorch pip package's nvidia/nccl).
+# QARL_NCCL_ROOT (NCCL for the refit NCCL wire; default: the PyTorch pip package's nvidia/nccl),
+# QARL_GPU_PREBUILT (a folder with qarl and tests/qarl_tests built elsewhere, e.g. by
+# scripts/gpu/stage.sh --prebuilt on the dev box: no configure/build here, which saves the
+# 80-100 s build of each call; the final run of a change should still build here).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -64,6 +67,16 @@ fi
 
 # ---- build ------------------------------------------------------------------------------
 tb=$(date +%s)
+if [ -n "${QARL_GPU_PREBUILT:-}" ]; then
+  BUILD=$(cd "$QARL_GPU_PREBUILT" && pwd)
+  for f in qarl tests/qarl_tests; do
+    [ -x "$BUILD/$f" ] || { note "prebuilt: $BUILD/$f missing"; printf '%s\n' "${summary[@]}"; exit 1; }
+  done
+  # The test binary's baked-in paths are the dev box's; point it at this copy.
+  export QARL_TEST_BINARY="$BUILD/qarl" QARL_TEST_DATA_DIR="$ROOT/tests/data" QARL_TEST_SOURCE_DIR="$ROOT"
+  : > "$OUT/configure.log"; : > "$OUT/build.log"
+  note "build: prebuilt binaries from $QARL_GPU_PREBUILT (not built here)"
+else
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DQARL_ENABLE_CUDA=ON \
   ${QARL_NCCL_ROOT:+-DQARL_NCCL_ROOT=$QARL_NCCL_ROOT} \
   ${PKG_CONFIG:+-DPKG_CONFIG_EXECUTABLE=$PKG_CONFIG} > "$OUT/configure.log" 2>&1
@@ -74,6 +87,7 @@ cmake --build "$BUILD" -j "$JOBS" --target qarl qarl_tests > "$OUT/build.log" 2>
 rc=$?
 if [ $rc -ne 0 ]; then grep -E "error|FAILED" "$OUT/build.log" | head -40; note "build: FAILED (rc $rc)"; printf '%s\n' "${summary[@]}"; exit 1; fi
 note "build: ok in $(( $(date +%s) - tb )) s (-j $JOBS)"
+fi
 "$BUILD/qarl" version
 
 # ---- tests ------------------------------------------------------------------------------

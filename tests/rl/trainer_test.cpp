@@ -167,7 +167,7 @@ TEST(Trainer, KillDashNineAnywhereThenResumeLosesNothing) {
   auto full = test::run_qarl(common + "logging.run_dir=" + d.file("full"));
   ASSERT_EQ(full.exit_code, 0) << full.err;
   std::string run = d.file("killed");
-  std::string cmd = "cd " + d.path() + " && (" + std::string(QARL_BINARY) + " " + common +
+  std::string cmd = "cd " + d.path() + " && (" + test::qarl_binary() + " " + common +
                     "logging.run_dir=" + run + " >/dev/null 2>&1 & pid=$!; "
                     "for i in $(seq 1 600); do [ -f " + run + "/checkpoints/latest ] && break; sleep 0.05; done; "
                     "sleep 0.03; kill -9 $pid; wait $pid; exit 0)";
