@@ -162,7 +162,7 @@ __global__ void __launch_bounds__(T::kThreads) gemm_exact_kernel(Args p, bool ac
 #pragma unroll
       for (int mt = 0; mt < T::kMT; ++mt)
 #pragma unroll
-        for (int nt = 0; nt < T::kNT; ++nt) mma_bf16_16816(acc[mt][nt], af[mt], bfr[nt][0], bfr[nt][1]);
+        for (int nt = 0; nt < T::kNT; ++nt) mma_bf16(acc[mt][nt], af[mt], bfr[nt][0], bfr[nt][1]);
     }
   }
   cp_async_wait<0>();

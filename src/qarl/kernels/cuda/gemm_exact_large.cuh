@@ -224,7 +224,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocks)
 #pragma unroll
       for (int n = 0; n < T::kNT; ++n) {
         const int nt = (mt & 1) ? T::kNT - 1 - n : n;  // serpentine: reuse b across mt
-        mma_bf16_16816(acc[mt][nt], g.a[mt], g.b[nt][0], g.b[nt][1]);
+        mma_bf16(acc[mt][nt], g.a[mt], g.b[nt][0], g.b[nt][1]);
       }
   };
   for (int left = my_tiles * ktiles; left > 0; --left) {

@@ -1,12 +1,14 @@
 // The pieces both exact-GEMM kernels share (gemm_exact.cu: the small/mid tiles and the
 // guarded-load path; gemm_exact_large.cuh: the large-M kernel): the launch arguments, the
 // PTX wrappers and the per-element output rule. The one arithmetic instruction of the
-// product is mma_bf16_16816 (see gemm_exact.cu's header for the per-element contract).
+// product is ptx::mma_bf16 (see gemm_exact.cu's header for the per-element contract).
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+
+#include "qarl/kernels/cuda/mma_ptx.cuh"
 
 namespace qarl::kernels::gpu::detail {
 namespace {
@@ -22,37 +24,12 @@ struct Args {
   int num_m, num_n;  // tile counts
 };
 
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src_bytes) {
-  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem),
-               "r"(src_bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
-  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(s));
-}
-__device__ __forceinline__ void ldmatrix_x2(uint32_t& r0, uint32_t& r1, const void* p) {
-  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
-               : "=r"(r0), "=r"(r1)
-               : "r"(s));
-}
-// d = a . b + d for one 16x8 fp32 tile (the only arithmetic instruction of the product).
-__device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
-                                               uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-      "{%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
+using ptx::cp_async16;
+using ptx::cp_async_commit;
+using ptx::cp_async_wait;
+using ptx::ldmatrix_x2;
+using ptx::ldmatrix_x4;
+using ptx::mma_bf16;  // the one arithmetic instruction of the product
 
 // The output rule, per element: C = acc, or C = old + acc (one fp32 add), rounded to OutT (RNE).
 template <class OutT>
