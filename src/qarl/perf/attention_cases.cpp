@@ -3,7 +3,9 @@
 // work (4 * T^2/2 * hd * heads per sequence), the fused backward at the same shape (counted
 // as 2.5x the forward's FLOPs, the usual convention; the kernels recompute S and dP, 3.5x), and decode steps (one row per sequence
 // at context 1024, batch 1 and 64) in GB/s of K/V read. The bench table's GB/s column is the
-// case's `bytes` (q, K/V and out once) per second; the note carries TFLOP/s.
+// case's `bytes` (q, K/V and out once) per second; the note carries TFLOP/s. The training
+// cases time 5 calls back to back (the host plan of one overlaps the kernels of the last) and
+// also run the layouts the drivers do not choose by default (attn::tuning()), for comparison.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -16,6 +18,10 @@
 #include "qarl/kernels/cuda/attention_gpu.h"
 #include "qarl/kernels/cuda/device.h"
 #include "qarl/perf/registry.h"
+
+#ifdef QARL_HAVE_CUDA
+#include "qarl/kernels/cuda/attention_internal.h"
+#endif
 
 namespace qarl::perf {
 namespace {
@@ -68,16 +74,24 @@ std::vector<Result> run_cuda(const Options& opt) {
     Tensor lse = Tensor::empty({R * kHeads}, DType::F32, Device::CUDA);
     std::vector<gpu::AttnSegment> segs;
     for (int i = 0; i < n_train; ++i) segs.push_back({i, i * T, T, 0});
+    constexpr int kCalls = 5;
     auto fwd = [&] {
-      gpu::attention_forward(q.data_as<gpu::bf16>(), w, segs, s.kv, kHeads, scale,
-                             o.data_as<gpu::bf16>(), w, lse.data_as<float>(), ws, nullptr);
+      for (int c = 0; c < kCalls; ++c)
+        gpu::attention_forward(q.data_as<gpu::bf16>(), w, segs, s.kv, kHeads, scale,
+                               o.data_as<gpu::bf16>(), w, lse.data_as<float>(), ws, nullptr);
     };
     const double flops = double(n_train) * 4.0 * (double(T) * T / 2) * kHd * kHeads;
     const double bytes = 2.0 * (2.0 * R * w + 2.0 * R * kw);
     const std::string shape = fmt::format("[{}x{}] 16/8 hd128", n_train, T);
-    double sec = gpu::time_median_s(fwd, 2, reps);
-    out.push_back({"attn_fwd_train", "BF16", shape, sec, bytes, flops,
-                   fmt::format("{:.1f} TFLOP/s causal (mma.sync)", flops / sec / 1e12)});
+    for (int warps : {0, 4}) {  // 0: the driver's choice (8 warps here)
+      gpu::attn::tuning().fwd_warps = warps;
+      const double sec = gpu::time_median_s(fwd, 2, reps) / kCalls;
+      out.push_back({warps ? fmt::format("attn_fwd_train_w{}", warps) : "attn_fwd_train", "BF16",
+                     shape, sec, bytes, flops,
+                     fmt::format("{:.1f} TFLOP/s causal (mma.sync)", flops / sec / 1e12)});
+    }
+    gpu::attn::tuning().fwd_warps = 0;
+    fwd();
     // Backward on the pool viewed as contiguous K/V (identity table: sequence i at row i*T).
     Tensor dout = random_bf16_device(R * w, 4);
     Tensor dq = Tensor::empty({R * w}, DType::F32, Device::CUDA);
@@ -86,17 +100,23 @@ std::vector<Result> run_cuda(const Options& opt) {
     std::vector<int64_t> kv_rows;
     for (int i = 0; i < n_train; ++i) kv_rows.push_back(int64_t(i) * T);
     auto bwd = [&] {
-      gpu::attention_backward(segs, kv_rows, q.data_as<gpu::bf16>(), w, s.kv.k_pool,
-                              s.kv.v_pool, kw, o.data_as<gpu::bf16>(),
-                              dout.data_as<gpu::bf16>(), w, lse.data_as<float>(), kHeads,
-                              kKvHeads, kHd, scale, dq.data_as<float>(), w,
-                              dk.data_as<float>(), dv.data_as<float>(), kw, ws, nullptr);
+      for (int c = 0; c < kCalls; ++c)
+        gpu::attention_backward(segs, kv_rows, q.data_as<gpu::bf16>(), w, s.kv.k_pool,
+                                s.kv.v_pool, kw, o.data_as<gpu::bf16>(),
+                                dout.data_as<gpu::bf16>(), w, lse.data_as<float>(), kHeads,
+                                kKvHeads, kHd, scale, dq.data_as<float>(), w,
+                                dk.data_as<float>(), dv.data_as<float>(), kw, ws, nullptr);
     };
-    sec = gpu::time_median_s(bwd, 1, std::max(3, reps / 4));
     const double bwd_bytes = 2.0 * (3.0 * R * w + 2.0 * R * kw) + 4.0 * (R * w + 2.0 * R * kw);
-    out.push_back({"attn_bwd_train", "BF16", shape, sec, bwd_bytes, 2.5 * flops,
-                   fmt::format("{:.1f} TFLOP/s (2.5x causal fwd; fused mma.sync dq + dk/dv)",
-                               2.5 * flops / sec / 1e12)});
+    for (int warps : {0, 8}) {  // 0: the driver's choice (4 warps)
+      gpu::attn::tuning().dkdv_warps = warps;
+      const double sec = gpu::time_median_s(bwd, 1, std::max(3, reps / 4)) / kCalls;
+      out.push_back({warps ? fmt::format("attn_bwd_train_w{}", warps) : "attn_bwd_train", "BF16",
+                     shape, sec, bwd_bytes, 2.5 * flops,
+                     fmt::format("{:.1f} TFLOP/s (2.5x causal fwd; mma.sync dk/dv + dS, dq)",
+                                 2.5 * flops / sec / 1e12)});
+    }
+    gpu::attn::tuning().dkdv_warps = 0;
   }
   for (int batch : {1, 64}) {  // decode: one row per sequence at position T-1
     Setup s(batch, T);

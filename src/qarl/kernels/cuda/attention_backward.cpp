@@ -1,16 +1,17 @@
 // attention_backward (attention_gpu.h): the host side of the fused tensor-core backward
-// (FlashAttention-2 style, no score matrix in memory). Checks, the tile plan and its upload,
-// then two launches on the stream:
-//   attention_backward_dq.cu    dQ per tile of 64 (query row, q head) pairs, looping over the
-//                               key blocks up to the diagonal; also dsum = rowsum(dO*O) and
-//                               lse*log2(e), kept in the workspace for
-//   attention_backward_dkdv.cu  dK, dV per block of 64 keys of one KV head, looping over the
-//                               query tiles from the diagonal to the end of the sequence.
-// Each recomputes S and dP (7 GEMM-sized products instead of the 5 of a single pass with
-// atomics; atomics would make dQ depend on the order blocks finish). P and dS are rounded to
-// bf16 for the tensor cores; S, dP and every sum stay fp32, in a fixed order: the result is
-// bitwise reproducible. The simple form this replaced (cuBLAS TF32 over materialized S and
-// dP [heads][T][T], 2.93 ms per layer on the H200 at 8 x 1024, 16/8 heads, hd 128) is in git
+// (FlashAttention-2 style, no fp32 score matrix in memory). Checks, the tile plan and its
+// upload, then three launches on the stream:
+//   attention_backward_dq.cu    stats: lse*log2(e) and dsum = rowsum(dO*O) per (row, head);
+//   attention_backward_dkdv.cu  dK, dV per block of 64 (or 128) keys of one KV head, looping
+//                               over the query tiles from the diagonal to the end of the
+//                               sequence; it also writes dS (bf16) to the workspace;
+//   attention_backward_dq.cu    dQ = dS K per tile of 64 (query row, q head) pairs.
+// S and dP are computed once (5 GEMM-sized products; the previous layout recomputed them in
+// its dq kernel: 7), with no atomics: each result element is summed by one thread in a fixed
+// order, so the result is bitwise reproducible. P and dS are rounded to bf16 for the tensor
+// cores (dQ reads the same bf16 dS that dK uses); S, dP and every sum stay fp32. The dS tiles
+// take T^2 * n_heads * 2 bytes per sequence (268 MB at 8 x 1024, 16 heads). The simple form
+// this replaced (cuBLAS TF32 over materialized S and dP) and the two-kernel form are in git
 // history; the CPU reference is kernels/cpu/attention.h.
 #include "qarl/kernels/cuda/attention_gpu.h"
 
@@ -60,11 +61,17 @@ void attention_backward(const std::vector<AttnSegment>& segs,
   if (!aligned(q, 4) || !aligned(k, 4) || !aligned(v, 4) || !aligned(out, 4) ||
       !aligned(dout, 4))
     throw usage_err("attention backward: bf16 inputs must be 4-byte aligned");
-  // The plan. Element 0 is a header (H, HK, D, group in the int fields; the number of dq tiles
-  // in kv_row0) so that an identical upload implies an identical layout, including the stats.
+  // The plan. Element 0 is a header (H, HK, D, group in the int fields; the number of dk/dv
+  // tiles and their warps in the int64 ones) so that an identical upload implies an identical
+  // layout of the stats and dS areas too.
   const int rpt = attn::kTileRows / group;
+  int dkv_warps = 4;  // 64 keys per CTA
+  if (attn::tuning().dkdv_warps == 4 || attn::tuning().dkdv_warps == 8)
+    dkv_warps = attn::tuning().dkdv_warps;
+  const int kv_block = 16 * dkv_warps;
   std::vector<attn::BwdTile> dq_tiles, dkv_tiles;
-  int64_t rows = 0;  // stats rows: past the last query row of any segment
+  int64_t rows = 0;     // stats rows: past the last query row of any segment
+  int64_t ds_elems = 0;  // dS tile elements
   for (size_t i = 0; i < segs.size(); ++i) {
     const AttnSegment& s = segs[i];
     if (s.n_rows < 0 || s.first_pos != 0 || s.first_row < 0 || kv_first_row[i] < 0)
@@ -74,31 +81,33 @@ void attention_backward(const std::vector<AttnSegment>& segs,
     if (s.n_rows == 0) continue;
     rows = std::max<int64_t>(rows, int64_t(s.first_row) + s.n_rows);
     for (int h = 0; h < HK; ++h) {
+      for (int b = 0; b * kv_block < s.n_rows; ++b)
+        dkv_tiles.push_back({s.first_row, s.n_rows, h, b, kv_first_row[i], ds_elems});
       for (int b = 0; b * rpt < s.n_rows; ++b)
-        dq_tiles.push_back({s.first_row, s.n_rows, h, b, kv_first_row[i]});
-      for (int b = 0; b * attn::kKeyBlock < s.n_rows; ++b)
-        dkv_tiles.push_back({s.first_row, s.n_rows, h, b, kv_first_row[i]});
+        dq_tiles.push_back({s.first_row, s.n_rows, h, b, kv_first_row[i], ds_elems});
+      ds_elems += attn::ds_tiles_per_head(s.n_rows, group) * attn::kDsTile;
     }
   }
   if (dq_tiles.empty()) return;
   if (dq_tiles.size() + dkv_tiles.size() > size_t(1) << 30)
     throw usage_err("attention backward: too many tiles");
-  // Most work first (load balance; the order changes no value): a dq tile's work grows with
-  // its last position, a key block's with the queries after it.
+  // Most work first (load balance; the order changes no value): a key block's work grows with
+  // the queries after it, a dq tile's with its last position.
+  std::stable_sort(dkv_tiles.begin(), dkv_tiles.end(), [&](const auto& a, const auto& b) {
+    return a.T - a.block * kv_block > b.T - b.block * kv_block;
+  });
   std::stable_sort(dq_tiles.begin(), dq_tiles.end(), [&](const auto& a, const auto& b) {
     return std::min(a.T, (a.block + 1) * rpt) > std::min(b.T, (b.block + 1) * rpt);
   });
-  std::stable_sort(dkv_tiles.begin(), dkv_tiles.end(), [](const auto& a, const auto& b) {
-    return a.T - a.block * attn::kKeyBlock > b.T - b.block * attn::kKeyBlock;
-  });
   std::vector<attn::BwdTile> plan;
   plan.reserve(1 + dq_tiles.size() + dkv_tiles.size());
-  plan.push_back({H, HK, D, group, int64_t(dq_tiles.size())});
-  plan.insert(plan.end(), dq_tiles.begin(), dq_tiles.end());
+  plan.push_back({H, HK, D, group, int64_t(dkv_tiles.size()), int64_t(dkv_warps)});
   plan.insert(plan.end(), dkv_tiles.begin(), dkv_tiles.end());
+  plan.insert(plan.end(), dq_tiles.begin(), dq_tiles.end());
   const size_t plan_bytes = plan.size() * sizeof(attn::BwdTile);
   const size_t stats_off = (plan_bytes + 255) / 256 * 256;
-  const size_t total = stats_off + size_t(rows) * H * sizeof(float2);
+  const size_t ds_off = (stats_off + size_t(rows) * H * sizeof(float2) + 255) / 256 * 256;
+  const size_t total = ds_off + size_t(ds_elems) * sizeof(bf16);
   char* base;
   if (ws.holds_upload(plan.data(), plan_bytes)) {  // the previous layer's plan, still there
     base = static_cast<char*>(ws.data());
@@ -114,17 +123,20 @@ void attention_backward(const std::vector<AttnSegment>& segs,
   attn::BwdArgs a{};
   a.q = q, a.k = k, a.v = v, a.out = out, a.dout = dout, a.lse = lse;
   a.stats = reinterpret_cast<float2*>(base + stats_off);
+  a.ds = reinterpret_cast<bf16*>(base + ds_off);
   a.dq = dq, a.dk = dk, a.dv = dv;
   a.q_stride = q_stride, a.kv_stride = kv_stride, a.o_stride = o_stride;
   a.dq_stride = dq_stride, a.dkv_stride = dkv_stride;
+  a.stat_rows = rows;
   a.n_heads = H, a.group = group;
   a.scale = scale;
   a.scale_log2 = float(double(scale) * 1.4426950408889634);
   a.vec_q = aligned(q, 16) && q_stride % 8 == 0;
   a.vec_do = aligned(dout, 16) && o_stride % 8 == 0;
   a.vec_kv = aligned(k, 16) && aligned(v, 16) && kv_stride % 8 == 0;
-  attn::launch_backward_dq(d_tiles, int(dq_tiles.size()), a, D, stream);
-  attn::launch_backward_dkdv(d_tiles + dq_tiles.size(), int(dkv_tiles.size()), a, D, stream);
+  attn::launch_backward_stats(a, D, stream);
+  attn::launch_backward_dkdv(d_tiles, int(dkv_tiles.size()), dkv_warps, a, D, stream);
+  attn::launch_backward_dq(d_tiles + dkv_tiles.size(), int(dq_tiles.size()), a, D, stream);
 }
 
 }  // namespace qarl::kernels::gpu

@@ -1,6 +1,7 @@
 // dK and dV of the fused attention backward (plan: attention_backward.cpp), FlashAttention-2
 // style on tensor cores (mma.sync m16n8k16 bf16, fp32 accumulation). One CTA per (sequence,
-// KV head, block of 64 keys); 4 warps own 16 keys each and keep dK, dV for them in registers.
+// KV head, block of 16*WARPS keys); its WARPS warps own 16 keys each and keep dK, dV for them
+// in registers.
 // The CTA walks the query tiles at or after its key block in increasing order; a query tile
 // is 64 columns, each a (query row, q head of the group) pair, as in the forward's tiles, so
 // the group's heads are summed inside the mma's k dimension. Q and dO tiles stream through
@@ -9,7 +10,10 @@
 //   S^T = K Q^T, P^T = exp(scale*S^T - lse) (0 where key > query), dP^T = V dO^T,
 //   dS^T = P^T * (dP^T - dsum), dV += P^T dO, dK += dS^T Q     (P, dS rounded to bf16)
 // and at the end dk = scale * dK, dv = dV, written as fp32 for the keys of the sequence.
-// lse*log2(e) and dsum come from the dq kernel (a.stats). No atomics: each dK/dV element is
+// dS^T (bf16, the very values of the dK product) also goes to the dS tiles (layout:
+// attention_internal.h) for the dq kernel, which runs next: dQ = dS K without recomputing P
+// and dP (5 GEMM-sized products in all instead of 7).
+// lse*log2(e) and dsum come from the stats kernel (a.stats). No atomics: each dK/dV element is
 // owned by one thread and summed in a fixed order, so the result is bitwise reproducible.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -26,7 +30,6 @@
 namespace qarl::kernels::gpu::attn {
 namespace {
 
-constexpr int kThreads = 128;     // 4 warps, 16 keys each
 constexpr int kCols = kTileRows;  // (query row, head) columns per query tile
 
 __device__ __forceinline__ void cp_async8(void* smem, const void* gmem, bool valid) {
@@ -35,26 +38,28 @@ __device__ __forceinline__ void cp_async8(void* smem, const void* gmem, bool val
   asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(s), "l"(gmem), "r"(n));
 }
 
-template <int D>
+template <int D, int WARPS>
 constexpr size_t dkdv_smem_bytes() {
   // K, V of the key block; 2 stages x (Q, dO) of a query tile; 2 stages x stats; column table.
-  return size_t(2 * kKeyBlock + 2 * 2 * kCols) * (D + 8) * sizeof(uint16_t) +
+  return size_t(2 * 16 * WARPS + 2 * 2 * kCols) * (D + 8) * sizeof(uint16_t) +
          2 * kCols * sizeof(float2) + kCols * sizeof(int);
 }
 
 // NC chunks of 16 columns per step share the K/V fragment loads. Measured on the H200 at
 // 8 x 1024, hd 128: NC 2 gave 0.72 ms for the whole backward, NC 1 0.78-0.83 ms.
-template <int D, int NC>
-__global__ void __launch_bounds__(kThreads)
+template <int D, int NC, int WARPS>
+__global__ void __launch_bounds__(WARPS * 32)
     attn_bwd_dkdv(const BwdTile* __restrict__ tiles, const BwdArgs a) {
+  constexpr int kThreads = WARPS * 32;
+  constexpr int kKeys = 16 * WARPS;  // keys per CTA
   constexpr int LDS = D + 8;  // smem row stride (elements): conflict-free ldmatrix
   constexpr int KT = D / 16;  // k-steps over head_dim
   constexpr int NT = D / 8;   // n-tiles of dK, dV
   constexpr int CH = D / 8;   // 16-byte chunks per row
   extern __shared__ __align__(16) uint16_t smem[];
   uint16_t* ks = smem;
-  uint16_t* vs = ks + kKeyBlock * LDS;
-  uint16_t* q_stage = vs + kKeyBlock * LDS;  // stage st: Q at + st*2*kCols*LDS, dO after it
+  uint16_t* vs = ks + kKeys * LDS;
+  uint16_t* q_stage = vs + kKeys * LDS;  // stage st: Q at + st*2*kCols*LDS, dO after it
   float2* stat_stage = reinterpret_cast<float2*>(q_stage + 2 * 2 * kCols * LDS);
   int* col_row = reinterpret_cast<int*>(stat_stage + 2 * kCols);  // column -> row in tile
 
@@ -62,8 +67,12 @@ __global__ void __launch_bounds__(kThreads)
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
   const int group = a.group, H = a.n_heads;
   const int rpt = kCols / group, n_cols = rpt * group;
-  const int key_first = t.block * kKeyBlock, warp_key0 = key_first + warp * 16;
+  const int key_first = t.block * kKeys, warp_key0 = key_first + warp * 16;
   const int n_qt = (t.T + rpt - 1) / rpt, qt0 = key_first / rpt;
+  const int64_t ds_qt = int64_t((t.T + kKeyBlock - 1) / kKeyBlock) * kDsTile;  // per query tile
+  // This thread's two dS rows (keys warp_key0 + g, + 8: one key block) in query tile 0.
+  bf16* ds_row0 = a.ds + t.ds_off + int64_t(warp_key0 / kKeyBlock) * kDsTile +
+                  (warp_key0 % kKeyBlock + g) * kCols + 2 * tq;
 
   // A column past n_cols (group does not divide kCols) maps to a position past any sequence.
   for (int c = threadIdx.x; c < kCols; c += kThreads)
@@ -71,7 +80,7 @@ __global__ void __launch_bounds__(kThreads)
 
   const bf16* kbase = a.k + t.kv_row0 * a.kv_stride + int64_t(t.kv_head) * D;
   const bf16* vbase = a.v + t.kv_row0 * a.kv_stride + int64_t(t.kv_head) * D;
-  for (int c = threadIdx.x; c < kKeyBlock * CH; c += kThreads) {
+  for (int c = threadIdx.x; c < kKeys * CH; c += kThreads) {
     const int r = c / CH, col = (c % CH) * 8, key = key_first + r;
     const bool ok = key < t.T;  // keys past the sequence: zeros, their rows are not written
     const int64_t off = int64_t(ok ? key : 0) * a.kv_stride + col;
@@ -119,12 +128,22 @@ __global__ void __launch_bounds__(kThreads)
     const uint16_t* dos = qs + kCols * LDS;
     const float2* stats = stat_stage + st * kCols;
     const int pos0 = qt * rpt;  // position of the tile's row 0
+    bf16* ds_row = ds_row0 + int64_t(qt) * ds_qt;
 #pragma unroll
     for (int c = 0; c < kCols / 16; c += NC) {  // NC chunks of 16 columns per step
       // Warp-uniform skips: the step holds no valid column, or every column's position is
       // before the warp's first key (all of P is 0), or the warp has no key of the sequence.
       if (c * 16 >= n_cols || warp_key0 >= t.T) break;
-      if (pos0 + min(c * 16 + 16 * NC - 1, n_cols - 1) / group < warp_key0) continue;
+      if (pos0 + min(c * 16 + 16 * NC - 1, n_cols - 1) / group < warp_key0) {
+        // P = dS = 0 here; the dq kernel reads zeros.
+#pragma unroll
+        for (int j = 0; j < NC; ++j) {
+          uint32_t* w0 = reinterpret_cast<uint32_t*>(ds_row + (c + j) * 16);
+          uint32_t* w1 = reinterpret_cast<uint32_t*>(ds_row + 8 * kCols + (c + j) * 16);
+          w0[0] = w0[4] = w1[0] = w1[4] = 0u;
+        }
+        continue;
+      }
       float s[2 * NC][4], dp[2 * NC][4];
 #pragma unroll
       for (int n = 0; n < 2 * NC; ++n)
@@ -181,6 +200,16 @@ __global__ void __launch_bounds__(kThreads)
         softmax_grad(std::false_type{});
       else
         softmax_grad(std::true_type{});
+      // dS^T out for the dq kernel: rows key g, g+8; columns 2tq.., 2tq+8.. of the chunk.
+#pragma unroll
+      for (int j = 0; j < NC; ++j) {
+        uint32_t* w0 = reinterpret_cast<uint32_t*>(ds_row + (c + j) * 16);
+        uint32_t* w1 = reinterpret_cast<uint32_t*>(ds_row + 8 * kCols + (c + j) * 16);
+        w0[0] = dsf[j][0];
+        w1[0] = dsf[j][1];
+        w0[4] = dsf[j][2];
+        w1[4] = dsf[j][3];
+      }
       // dV += P^T dO, dK += dS^T Q: B (k = column, n = d) from the [column][d] rows, transposed.
 #pragma unroll
       for (int j = 0; j < NC; ++j) {
@@ -215,31 +244,39 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <int D>
+template <int D, int WARPS>
 void launch(const BwdTile* tiles, int n_tiles, const BwdArgs& a, cudaStream_t st) {
-  constexpr size_t smem = dkdv_smem_bytes<D>();
+  constexpr size_t smem = dkdv_smem_bytes<D, WARPS>();
   static std::atomic<bool> opted_in[64];  // > 48 KiB of dynamic shared memory: once per device
   int dev = 0;
   cudaGetDevice(&dev);
   if (dev < 0 || dev >= 64 || !opted_in[dev]) {
-    cudaFuncSetAttribute(attn_bwd_dkdv<D, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    cudaFuncSetAttribute(attn_bwd_dkdv<D, 2, WARPS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                          int(smem));
     if (dev >= 0 && dev < 64) opted_in[dev] = true;
   }
-  attn_bwd_dkdv<D, 2><<<n_tiles, kThreads, smem, st>>>(tiles, a);
+  attn_bwd_dkdv<D, 2, WARPS><<<n_tiles, WARPS * 32, smem, st>>>(tiles, a);
+}
+
+template <int D>
+void launch_d(int warps, const BwdTile* tiles, int n_tiles, const BwdArgs& a, cudaStream_t st) {
+  if (warps == 8)
+    launch<D, 8>(tiles, n_tiles, a, st);
+  else
+    launch<D, 4>(tiles, n_tiles, a, st);
 }
 
 }  // namespace
 
-void launch_backward_dkdv(const BwdTile* tiles, int n_tiles, const BwdArgs& a, int head_dim,
-                          void* stream) {
+void launch_backward_dkdv(const BwdTile* tiles, int n_tiles, int warps, const BwdArgs& a,
+                          int head_dim, void* stream) {
   if (n_tiles == 0) return;
   auto st = static_cast<cudaStream_t>(stream);
   switch (head_dim) {
-    case 128: launch<128>(tiles, n_tiles, a, st); break;
-    case 64: launch<64>(tiles, n_tiles, a, st); break;
-    case 32: launch<32>(tiles, n_tiles, a, st); break;
-    default: launch<16>(tiles, n_tiles, a, st); break;
+    case 128: launch_d<128>(warps, tiles, n_tiles, a, st); break;
+    case 64: launch_d<64>(warps, tiles, n_tiles, a, st); break;
+    case 32: launch_d<32>(warps, tiles, n_tiles, a, st); break;
+    default: launch_d<16>(warps, tiles, n_tiles, a, st); break;
   }
   check_last_launch("attention backward (dk, dv)");
 }

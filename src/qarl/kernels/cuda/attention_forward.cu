@@ -25,18 +25,19 @@
 namespace qarl::kernels::gpu::attn {
 namespace {
 
-constexpr int kThreads = 128;  // 4 warps, 16 tile rows each
-
+// WARPS warps of 16 tile rows each: 8 (tiles of 128 rows, half the K/V traffic per row) for
+// long segments, 4 for decode and short chunks. A warp's instructions do not depend on WARPS.
 template <int D>
 constexpr size_t smem_bytes() {
   return size_t(2) * 2 * kKeyBlock * (D + 8) * sizeof(uint16_t);  // 2 stages x (K, V)
 }
 
-template <int D>
-__global__ void __launch_bounds__(kThreads)
+template <int D, int WARPS>
+__global__ void __launch_bounds__(WARPS * 32)
     attn_fwd(const Tile* __restrict__ tiles, const bf16* __restrict__ q, int64_t q_stride,
              PagedKV kv, int group, float scale_log2, bf16* __restrict__ out,
              int64_t out_stride, float* __restrict__ lse) {
+  constexpr int kThreads = WARPS * 32;
   constexpr int LDS = D + 8;  // smem row stride (elements): conflict-free fragment loads
   constexpr int KT = D / 16;  // k-steps of Q K^T
   constexpr int NT = D / 8;   // n-tiles of the output
@@ -67,6 +68,9 @@ __global__ void __launch_bounds__(kThreads)
   const int warp_last_m = min(warp * 16 + 15, n_m - 1);
   const int warp_kb =
       warp_last_m >= warp * 16 ? (t.first_pos + warp_last_m / group) / kKeyBlock + 1 : 0;
+  // Blocks before this one hold only keys at or before every row of the warp (no mask; the
+  // mask would keep every score, so skipping it changes no bit).
+  const int warp_open_kb = (t.first_pos + (warp * 16) / group + 1) / kKeyBlock;
 
   // Q as A fragments, straight from global memory (read once per tile).
   uint32_t qf[KT][4];
@@ -122,31 +126,47 @@ __global__ void __launch_bounds__(kThreads)
       const uint16_t* vs = ks + kKeyBlock * LDS;
       float s[NS][4];
 #pragma unroll
-      for (int n = 0; n < NS; ++n) {
-        s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-        const uint16_t* kr = ks + (n * 8 + g) * LDS + 2 * tq;
+      for (int n = 0; n < NS; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+      // B fragments of K^T (k = head_dim, n = key) for n-tiles 2np, 2np+1 from the [key][d]
+      // rows, one ldmatrix per k-step; each s[n] sums its k-steps in increasing order.
+      const int br = (lane >> 4) * 8 + (lane & 7), bc = ((lane >> 3) & 1) * 8;
 #pragma unroll
-        for (int kk = 0; kk < KT; ++kk)
-          mma_bf16(s[n], qf[kk], *reinterpret_cast<const uint32_t*>(kr + kk * 16),
-                   *reinterpret_cast<const uint32_t*>(kr + kk * 16 + 8));
-      }
-      float bm[2] = {-INFINITY, -INFINITY};
+      for (int np = 0; np < NS / 2; ++np)
 #pragma unroll
-      for (int n = 0; n < NS; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int i = e >> 1, key = kb * kKeyBlock + n * 8 + 2 * tq + (e & 1);
-          const float x = key <= pos[i] ? s[n][e] * scale_log2 : -INFINITY;
-          s[n][e] = x;
-          bm[i] = fmaxf(bm[i], x);
+        for (int kk = 0; kk < KT; ++kk) {
+          uint32_t kf[4];
+          ldmatrix_x4(kf, ks + (np * 16 + br) * LDS + kk * 16 + bc);
+          mma_bf16(s[2 * np], qf[kk], kf[0], kf[1]);
+          mma_bf16(s[2 * np + 1], qf[kk], kf[2], kf[3]);
         }
+      float bm[2] = {-INFINITY, -INFINITY};
+      if (kb < warp_open_kb) {
+#pragma unroll
+        for (int n = 0; n < NS; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const float x = s[n][e] * scale_log2;
+            s[n][e] = x;
+            bm[e >> 1] = fmaxf(bm[e >> 1], x);
+          }
+      } else {
+#pragma unroll
+        for (int n = 0; n < NS; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int i = e >> 1, key = kb * kKeyBlock + n * 8 + 2 * tq + (e & 1);
+            const float x = key <= pos[i] ? s[n][e] * scale_log2 : -INFINITY;
+            s[n][e] = x;
+            bm[i] = fmaxf(bm[i], x);
+          }
+      }
       float mn[2], corr[2], bl[2] = {0.0f, 0.0f};
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
         bm[i] = fmaxf(bm[i], __shfl_xor_sync(0xffffffffu, bm[i], 1));
         bm[i] = fmaxf(bm[i], __shfl_xor_sync(0xffffffffu, bm[i], 2));
         mn[i] = fmaxf(m_run[i], bm[i]);
-        corr[i] = exp2f(m_run[i] - mn[i]);  // 0 on the first block, 1 on a masked one
+        corr[i] = fast_exp2(m_run[i] - mn[i]);  // 0 on the first block, 1 on a masked one
       }
       uint32_t pf[kKeyBlock / 16][4];
 #pragma unroll
@@ -154,7 +174,7 @@ __global__ void __launch_bounds__(kThreads)
         float p[4];
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          p[e] = exp2f(s[n][e] - mn[e >> 1]);
+          p[e] = fast_exp2(s[n][e] - mn[e >> 1]);
           bl[e >> 1] += p[e];
         }
         pf[n >> 1][(n & 1) * 2 + 0] = pack_bf16(p[0], p[1]);
@@ -201,7 +221,7 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <int D>
+template <int D, int WARPS>
 void launch(const Tile* tiles, int n_tiles, const bf16* q, int64_t q_stride, const PagedKV& kv,
             int group, float scale_log2, bf16* out, int64_t out_stride, float* lse,
             cudaStream_t st) {
@@ -211,26 +231,38 @@ void launch(const Tile* tiles, int n_tiles, const bf16* q, int64_t q_stride, con
   int dev = 0;
   cudaGetDevice(&dev);
   if (dev < 0 || dev >= 64 || !opted_in[dev]) {
-    cudaFuncSetAttribute(attn_fwd<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+    cudaFuncSetAttribute(attn_fwd<D, WARPS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         int(smem));
     if (dev >= 0 && dev < 64) opted_in[dev] = true;
   }
-  attn_fwd<D><<<n_tiles, kThreads, smem, st>>>(tiles, q, q_stride, kv, group, scale_log2, out,
-                                               out_stride, lse);
+  attn_fwd<D, WARPS><<<n_tiles, WARPS * 32, smem, st>>>(tiles, q, q_stride, kv, group,
+                                                        scale_log2, out, out_stride, lse);
+}
+
+template <int D>
+void launch_d(int warps, const Tile* tiles, int n_tiles, const bf16* q, int64_t q_stride,
+              const PagedKV& kv, int group, float scale_log2, bf16* out, int64_t out_stride,
+              float* lse, cudaStream_t st) {
+  if (warps == 8)
+    launch<D, 8>(tiles, n_tiles, q, q_stride, kv, group, scale_log2, out, out_stride, lse, st);
+  else
+    launch<D, 4>(tiles, n_tiles, q, q_stride, kv, group, scale_log2, out, out_stride, lse, st);
 }
 
 }  // namespace
 
-void launch_forward_tiles(const Tile* tiles, int n_tiles, const bf16* q, int64_t q_stride,
-                          const PagedKV& kv, int group, float scale, bf16* out,
-                          int64_t out_stride, float* lse, void* stream) {
+void launch_forward_tiles(const Tile* tiles, int n_tiles, int tile_warps, const bf16* q,
+                          int64_t q_stride, const PagedKV& kv, int group, float scale,
+                          bf16* out, int64_t out_stride, float* lse, void* stream) {
   if (n_tiles == 0) return;
   const float scale_log2 = float(double(scale) * 1.4426950408889634);
   auto st = static_cast<cudaStream_t>(stream);
+  const int w = tile_warps;
   switch (kv.head_dim) {  // D % 16 == 0: mma k-steps of 16, ldmatrix x4 column pairs
-    case 128: launch<128>(tiles, n_tiles, q, q_stride, kv, group, scale_log2, out, out_stride, lse, st); break;
-    case 64: launch<64>(tiles, n_tiles, q, q_stride, kv, group, scale_log2, out, out_stride, lse, st); break;
-    case 32: launch<32>(tiles, n_tiles, q, q_stride, kv, group, scale_log2, out, out_stride, lse, st); break;
-    default: launch<16>(tiles, n_tiles, q, q_stride, kv, group, scale_log2, out, out_stride, lse, st); break;
+    case 128: launch_d<128>(w, tiles, n_tiles, q, q_stride, kv, group, scale_log2, out, out_stride, lse, st); break;
+    case 64: launch_d<64>(w, tiles, n_tiles, q, q_stride, kv, group, scale_log2, out, out_stride, lse, st); break;
+    case 32: launch_d<32>(w, tiles, n_tiles, q, q_stride, kv, group, scale_log2, out, out_stride, lse, st); break;
+    default: launch_d<16>(w, tiles, n_tiles, q, q_stride, kv, group, scale_log2, out, out_stride, lse, st); break;
   }
   check_last_launch("attention forward");
 }

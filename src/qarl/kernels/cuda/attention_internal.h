@@ -13,46 +13,71 @@ namespace qarl::kernels::gpu::attn {
 inline constexpr int kTileRows = 64;  // (query row, head) pairs per CTA: 4 warps x 16
 inline constexpr int kKeyBlock = 64;  // keys per block, aligned to absolute key index
 
+// Overrides for `qarl bench` (perf/attention_cases.cpp) to compare layouts; 0 (the default)
+// leaves the choice to the drivers. Not for use elsewhere: no value changes any result bit
+// of the forward; the backward's results agree within its test bounds.
+struct Tuning {
+  int fwd_warps = 0;   // 4 or 8 warps (tiles of 64 or 128 (query row, head) pairs)
+  int dkdv_warps = 0;  // 4 or 8 warps (64 or 128 keys per CTA)
+};
+Tuning& tuning();
+
 // One CTA of the forward: rows first_row .. first_row+n_rows-1 of one sequence (positions
 // first_pos..), all q heads of KV head kv_head. Tile row m is (query row m / group, q head
-// kv_head*group + m % group).
+// kv_head*group + m % group); a tile holds up to 16 * tile_warps of them.
 struct Tile {
   int32_t seq, first_row, n_rows, first_pos, kv_head, pad0, pad1, pad2;
 };
 
-void launch_forward_tiles(const Tile* tiles, int n_tiles, const bf16* q, int64_t q_stride,
-                          const PagedKV& kv, int group, float scale, bf16* out,
-                          int64_t out_stride, float* lse, void* stream);
+void launch_forward_tiles(const Tile* tiles, int n_tiles, int tile_warps, const bf16* q,
+                          int64_t q_stride, const PagedKV& kv, int group, float scale,
+                          bf16* out, int64_t out_stride, float* lse, void* stream);
 
-// The fused backward (attention_backward.cpp plans, attention_backward_dq.cu and
-// attention_backward_dkdv.cu compute). One work item of either kernel: sequence rows q_row0..
-// q_row0+T-1 (positions 0..T-1), its K/V rows from kv_row0, KV head kv_head; block is the
-// query tile (dq: rows block*(kTileRows/group).., all heads of the group) or the key block
-// (dk/dv: keys block*kKeyBlock..).
+// The fused backward (attention_backward.cpp plans; attention_backward_dkdv.cu and
+// attention_backward_dq.cu compute). One work item of the dk/dv or the dq kernel: sequence
+// rows q_row0..q_row0+T-1 (positions 0..T-1), its K/V rows from kv_row0, KV head kv_head;
+// block is the key block (dk/dv: keys block*16*warps..) or the query tile (dq: rows
+// block*(kTileRows/group).., all heads of the group). ds_off: where the (sequence, KV head)'s
+// dS tiles start in BwdArgs::ds (elements).
 struct BwdTile {
   int32_t q_row0, T, kv_head, block;
-  int64_t kv_row0;
+  int64_t kv_row0, ds_off;
 };
 
-// Everything else the two backward kernels read; pointers are device memory. vec_*: that
+// dS of one (sequence, KV head): tiles [query tile qt][key block kb] of
+// [kKeyBlock keys][kTileRows columns] bf16 (a column is a (query row, q head) pair of the
+// tile, as in the forward), for n_qt = ceil(T / (kTileRows/group)) query tiles and
+// n_kb = ceil(T / kKeyBlock) key blocks. The dk/dv kernel writes every tile at or below the
+// diagonal (zeros where the causal mask or a skipped step makes dS 0); the dq kernel reads
+// the same ones.
+inline constexpr int64_t kDsTile = int64_t(kKeyBlock) * kTileRows;
+__host__ __device__ inline int64_t ds_tiles_per_head(int T, int group) {
+  const int rpt = kTileRows / group;
+  return int64_t((T + rpt - 1) / rpt) * ((T + kKeyBlock - 1) / kKeyBlock);
+}
+
+// Everything else the backward kernels read; pointers are device memory. vec_*: that
 // operand's base is 16-byte aligned and its stride a multiple of 8 (cp.async rows).
 struct BwdArgs {
   const bf16 *q, *k, *v, *out, *dout;
   const float* lse;
-  // [rows][n_heads] {lse * log2(e), sum_d dout*out}: written by the dq kernel for its rows,
-  // read by the dk/dv kernel.
+  // [rows][n_heads] {lse * log2(e), sum_d dout*out}: written by the stats kernel, read by
+  // the dk/dv kernel.
   float2* stats;
+  bf16* ds;  // the dS tiles (above): written by the dk/dv kernel, read by the dq kernel
   float *dq, *dk, *dv;
   int64_t q_stride, kv_stride, o_stride, dq_stride, dkv_stride;
+  int64_t stat_rows;  // rows 0..stat_rows-1 of stats
   int n_heads, group;
   float scale, scale_log2;
   bool vec_q, vec_do, vec_kv;
 };
 
-// dq (and dsum) first, then dk/dv (which read dsum); same stream.
+// In this order on one stream: stats, dk/dv (reads stats, writes dS), dq (reads dS).
+void launch_backward_stats(const BwdArgs& a, int head_dim, void* stream);
+void launch_backward_dkdv(const BwdTile* tiles, int n_tiles, int warps, const BwdArgs& a,
+                          int head_dim, void* stream);
 void launch_backward_dq(const BwdTile* tiles, int n_tiles, const BwdArgs& a, int head_dim,
                         void* stream);
-void launch_backward_dkdv(const BwdTile* tiles, int n_tiles, const BwdArgs& a, int head_dim,
-                          void* stream);
 
 }  // namespace qarl::kernels::gpu::attn

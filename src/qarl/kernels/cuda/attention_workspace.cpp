@@ -14,6 +14,11 @@
 
 namespace qarl::kernels::gpu {
 
+attn::Tuning& attn::tuning() {
+  static Tuning t;
+  return t;
+}
+
 AttentionWorkspace::~AttentionWorkspace() {
   if (ptr_) cudaFree(ptr_);
 }
@@ -69,7 +74,15 @@ void attention_forward(const bf16* q, int64_t q_stride, const std::vector<AttnSe
     throw usage_err("attention forward: q/out strides {}/{} must be even and >= {}", q_stride,
                     out_stride, int64_t(n_heads) * D);
   // The plan: each segment in tiles of rows_per_tile rows x the group's heads, per KV head.
-  const int rows_per_tile = attn::kTileRows / group;
+  // Tiles of 8 warps (128 (row, head) pairs: half the K/V traffic per row) where a segment
+  // fills one, else of 4 (decode, short chunks). A row's bits do not depend on the choice:
+  // every warp runs the same instructions on its own 16 rows.
+  int max_rows = 0;
+  for (const AttnSegment& s : segs) max_rows = std::max(max_rows, s.n_rows);
+  int warps = int64_t(max_rows) * group >= 8 * 16 ? 8 : 4;
+  if (attn::tuning().fwd_warps == 4 || attn::tuning().fwd_warps == 8)
+    warps = attn::tuning().fwd_warps;
+  const int rows_per_tile = 16 * warps / group;
   std::vector<attn::Tile> tiles;
   for (const AttnSegment& s : segs) {
     if (s.n_rows < 0 || s.first_pos < 0 || s.first_row < 0 || s.seq < 0)
@@ -102,8 +115,8 @@ void attention_forward(const bf16* q, int64_t q_stride, const std::vector<AttnSe
       throw runtime_err("attention forward: tile upload failed: {}", cudaGetErrorString(e));
     ws.remember_upload(tiles.data(), plan_bytes);
   }
-  attn::launch_forward_tiles(d_tiles, int(tiles.size()), q, q_stride, kv, group, scale, out,
-                             out_stride, lse, stream);
+  attn::launch_forward_tiles(d_tiles, int(tiles.size()), warps, q, q_stride, kv, group, scale,
+                             out, out_stride, lse, stream);
 }
 
 }  // namespace qarl::kernels::gpu
