@@ -83,13 +83,19 @@ std::vector<Result> run_cuda(const Options& opt) {
     const double flops = double(n_train) * 4.0 * (double(T) * T / 2) * kHd * kHeads;
     const double bytes = 2.0 * (2.0 * R * w + 2.0 * R * kw);
     const std::string shape = fmt::format("[{}x{}] 16/8 hd128", n_train, T);
-    for (int warps : {0, 4}) {  // 0: the driver's choice (8 warps here)
-      gpu::attn::tuning().fwd_warps = warps;
+    struct FwdVariant {
+      const char* suffix;
+      int warps, pipe;
+    };
+    for (const FwdVariant& v : {FwdVariant{"", 0, -1}, FwdVariant{"_nopipe", 0, 0},
+                                FwdVariant{"_w4", 4, -1}}) {  // "": the drivers' choice
+      gpu::attn::tuning().fwd_warps = v.warps;
+      gpu::attn::tuning().fwd_pipe = v.pipe;
       const double sec = gpu::time_median_s(fwd, 2, reps) / kCalls;
-      out.push_back({warps ? fmt::format("attn_fwd_train_w{}", warps) : "attn_fwd_train", "BF16",
-                     shape, sec, bytes, flops,
+      out.push_back({fmt::format("attn_fwd_train{}", v.suffix), "BF16", shape, sec, bytes, flops,
                      fmt::format("{:.1f} TFLOP/s causal (mma.sync)", flops / sec / 1e12)});
     }
+    gpu::attn::tuning().fwd_pipe = -1;
     gpu::attn::tuning().fwd_warps = 0;
     fwd();
     // Backward on the pool viewed as contiguous K/V (identity table: sequence i at row i*T).
@@ -108,14 +114,25 @@ std::vector<Result> run_cuda(const Options& opt) {
                                 dk.data_as<float>(), dv.data_as<float>(), kw, ws, nullptr);
     };
     const double bwd_bytes = 2.0 * (3.0 * R * w + 2.0 * R * kw) + 4.0 * (R * w + 2.0 * R * kw);
-    for (int warps : {0, 8}) {  // 0: the driver's choice (4 warps)
-      gpu::attn::tuning().dkdv_warps = warps;
+    struct BwdVariant {
+      const char* suffix;
+      int dkdv_warps, dq_warps;
+      bool skip_dq;
+    };
+    for (const BwdVariant& v :
+         {BwdVariant{"", 0, 0, false}, BwdVariant{"_dkdv_w8", 8, 0, false},
+          BwdVariant{"_dq_w8", 0, 8, false}, BwdVariant{"_no_dq", 0, 0, true}}) {
+      gpu::attn::tuning().dkdv_warps = v.dkdv_warps;
+      gpu::attn::tuning().dq_warps = v.dq_warps;
+      gpu::attn::tuning().bwd_skip_dq = v.skip_dq;
       const double sec = gpu::time_median_s(bwd, 1, std::max(3, reps / 4)) / kCalls;
-      out.push_back({warps ? fmt::format("attn_bwd_train_w{}", warps) : "attn_bwd_train", "BF16",
-                     shape, sec, bwd_bytes, 2.5 * flops,
-                     fmt::format("{:.1f} TFLOP/s (2.5x causal fwd; mma.sync dk/dv + dS, dq)",
-                                 2.5 * flops / sec / 1e12)});
+      out.push_back({fmt::format("attn_bwd_train{}", v.suffix), "BF16", shape, sec, bwd_bytes,
+                     2.5 * flops,
+                     fmt::format("{:.1f} TFLOP/s (2.5x causal fwd; mma.sync dk/dv + dS, dq){}",
+                                 2.5 * flops / sec / 1e12,
+                                 v.skip_dq ? "; without the dq kernel" : "")});
     }
+    gpu::attn::tuning() = gpu::attn::Tuning{};
     gpu::attn::tuning().dkdv_warps = 0;
   }
   for (int batch : {1, 64}) {  // decode: one row per sequence at position T-1

@@ -69,6 +69,10 @@ void attention_backward(const std::vector<AttnSegment>& segs,
   if (attn::tuning().dkdv_warps == 4 || attn::tuning().dkdv_warps == 8)
     dkv_warps = attn::tuning().dkdv_warps;
   const int kv_block = 16 * dkv_warps;
+  int dq_warps = 4;  // one query tile per CTA
+  if (attn::tuning().dq_warps == 4 || attn::tuning().dq_warps == 8)
+    dq_warps = attn::tuning().dq_warps;
+  const int dq_rows = rpt * (dq_warps / 4);  // query rows per dq CTA
   std::vector<attn::BwdTile> dq_tiles, dkv_tiles;
   int64_t rows = 0;     // stats rows: past the last query row of any segment
   int64_t ds_elems = 0;  // dS tile elements
@@ -83,7 +87,7 @@ void attention_backward(const std::vector<AttnSegment>& segs,
     for (int h = 0; h < HK; ++h) {
       for (int b = 0; b * kv_block < s.n_rows; ++b)
         dkv_tiles.push_back({s.first_row, s.n_rows, h, b, kv_first_row[i], ds_elems});
-      for (int b = 0; b * rpt < s.n_rows; ++b)
+      for (int b = 0; b * dq_rows < s.n_rows; ++b)
         dq_tiles.push_back({s.first_row, s.n_rows, h, b, kv_first_row[i], ds_elems});
       ds_elems += attn::ds_tiles_per_head(s.n_rows, group) * attn::kDsTile;
     }
@@ -97,11 +101,11 @@ void attention_backward(const std::vector<AttnSegment>& segs,
     return a.T - a.block * kv_block > b.T - b.block * kv_block;
   });
   std::stable_sort(dq_tiles.begin(), dq_tiles.end(), [&](const auto& a, const auto& b) {
-    return std::min(a.T, (a.block + 1) * rpt) > std::min(b.T, (b.block + 1) * rpt);
+    return std::min(a.T, (a.block + 1) * dq_rows) > std::min(b.T, (b.block + 1) * dq_rows);
   });
   std::vector<attn::BwdTile> plan;
   plan.reserve(1 + dq_tiles.size() + dkv_tiles.size());
-  plan.push_back({H, HK, D, group, int64_t(dkv_tiles.size()), int64_t(dkv_warps)});
+  plan.push_back({H, HK, D, group, int64_t(dkv_tiles.size()), int64_t(dkv_warps * 16 + dq_warps)});
   plan.insert(plan.end(), dkv_tiles.begin(), dkv_tiles.end());
   plan.insert(plan.end(), dq_tiles.begin(), dq_tiles.end());
   const size_t plan_bytes = plan.size() * sizeof(attn::BwdTile);
@@ -136,7 +140,9 @@ void attention_backward(const std::vector<AttnSegment>& segs,
   a.vec_kv = aligned(k, 16) && aligned(v, 16) && kv_stride % 8 == 0;
   attn::launch_backward_stats(a, D, stream);
   attn::launch_backward_dkdv(d_tiles, int(dkv_tiles.size()), dkv_warps, a, D, stream);
-  attn::launch_backward_dq(d_tiles + dkv_tiles.size(), int(dq_tiles.size()), a, D, stream);
+  if (!attn::tuning().bwd_skip_dq)
+    attn::launch_backward_dq(d_tiles + dkv_tiles.size(), int(dq_tiles.size()), dq_warps, a, D,
+                             stream);
 }
 
 }  // namespace qarl::kernels::gpu

@@ -5,11 +5,11 @@
 //
 // dq: dQ = scale * dS K from the dS tiles the dk/dv kernel wrote (bf16, layout in
 // attention_internal.h), so P and dP are computed once per element (in the dk/dv kernel)
-// instead of twice. Laid out like the forward (attention_forward.cu): one CTA per tile of up
-// to 64 (query row, q head) pairs of one sequence and one KV head, 4 warps of 16 tile rows;
-// K blocks of 64 keys and their dS tiles stream through shared memory (cp.async, two
-// stages); dQ += dS K per 16-key chunk in increasing key order, fp32 accumulation, written
-// as fp32. Deterministic: every sum runs in a fixed order, no atomics.
+// instead of twice. Laid out like the forward (attention_forward.cu): one CTA per WARPS/4
+// consecutive query tiles (64 (query row, q head) pairs each) of one sequence and one KV
+// head, 16 tile rows per warp; K blocks of 64 keys and their dS tiles stream through shared
+// memory (cp.async, two stages); dQ += dS K per 16-key chunk in increasing key order, fp32
+// accumulation, written as fp32. Deterministic: every sum runs in a fixed order, no atomics.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -24,13 +24,12 @@
 namespace qarl::kernels::gpu::attn {
 namespace {
 
-constexpr int kThreads = 128;  // 4 warps, 16 tile rows each
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr int LDT = kTileRows + 8;  // dS tile smem row stride (elements): conflict-free ldmatrix
 
-template <int D>
-constexpr size_t dq_smem_bytes() {  // 2 stages x (K block, dS tile)
-  return size_t(2) * kKeyBlock * ((D + 8) + LDT) * sizeof(uint16_t);
+template <int D, int WARPS>
+constexpr size_t dq_smem_bytes() {  // 2 stages x (K block, WARPS/4 dS tiles)
+  return size_t(2) * kKeyBlock * ((D + 8) + WARPS / 4 * LDT) * sizeof(uint16_t);
 }
 
 template <int D>
@@ -55,19 +54,24 @@ __global__ void __launch_bounds__(256) attn_bwd_stats(const BwdArgs a) {
   if (lane == 0) a.stats[w] = make_float2(a.lse[w] * kLog2e, acc);
 }
 
-template <int D>
-__global__ void __launch_bounds__(kThreads)
+template <int D, int WARPS>
+__global__ void __launch_bounds__(WARPS * 32)
     attn_bwd_dq(const BwdTile* __restrict__ tiles, const BwdArgs a) {
+  constexpr int kThreads = WARPS * 32;
+  constexpr int SUB = WARPS / 4;  // query tiles per CTA
   constexpr int LDS = D + 8;  // smem row stride (elements): conflict-free ldmatrix
   constexpr int NT = D / 8;   // n-tiles of dQ
+  constexpr int STAGE = kKeyBlock * (LDS + SUB * LDT);
   extern __shared__ __align__(16) uint16_t smem[];
 
   const BwdTile t = tiles[blockIdx.x];
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+  const int lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+  const int sub = (threadIdx.x >> 5) / 4, warp = (threadIdx.x >> 5) % 4;  // warp in its tile
   const int group = a.group;
   const int rpt = kTileRows / group;
-  const int r_first = t.block * rpt;  // position of the tile's first row
-  const int n_rows = min(rpt, t.T - r_first);
+  const int qt = t.block * SUB + sub;  // this warp's query tile
+  const int r_first = qt * rpt;        // position of the tile's first row
+  const int n_rows = max(0, min(rpt, t.T - r_first));
   const int n_m = n_rows * group;  // valid tile rows
 
   bool valid[2];
@@ -81,30 +85,31 @@ __global__ void __launch_bounds__(kThreads)
     row[i] = int64_t(t.q_row0) + r_first + rl;
     head[i] = t.kv_head * group + (valid[i] ? m % group : 0);
   }
-  const int last_pos = r_first + n_rows - 1;
-  const int n_kb = last_pos / kKeyBlock + 1;
+  const int cta_last_pos = min(t.T, (t.block + 1) * SUB * rpt) - 1;
+  const int n_kb = cta_last_pos / kKeyBlock + 1;
   const int warp_last_m = min(warp * 16 + 15, n_m - 1);
   const int warp_pos = warp_last_m >= warp * 16 ? r_first + warp_last_m / group : -1;
 
   const bf16* kbase = a.k + t.kv_row0 * a.kv_stride + int64_t(t.kv_head) * D;
-  const bf16* dsq = a.ds + t.ds_off +
-                    int64_t(t.block) * ((t.T + kKeyBlock - 1) / kKeyBlock) * kDsTile;
+  const int64_t ds_qt = int64_t((t.T + kKeyBlock - 1) / kKeyBlock) * kDsTile;  // per query tile
   auto load_block = [&](int kb, int st) {
-    uint16_t* ks = smem + st * kKeyBlock * (LDS + LDT);
+    uint16_t* ks = smem + st * STAGE;
     uint16_t* dss = ks + kKeyBlock * LDS;
     constexpr int CH = D / 8;  // 16-byte chunks per K row
     for (int c = threadIdx.x; c < kKeyBlock * CH; c += kThreads) {
       const int r = c / CH, col = (c % CH) * 8, key = kb * kKeyBlock + r;
-      const bool ok = key <= last_pos;  // later keys: zeros (dS there is not written)
+      const bool ok = key <= cta_last_pos;  // later keys: zeros
       copy8(ks + r * LDS + col, kbase + int64_t(ok ? key : 0) * a.kv_stride + col, ok,
             a.vec_kv, a.k);
     }
     constexpr int TCH = kTileRows / 8;  // 16-byte chunks per dS row
-    const bf16* src = dsq + int64_t(kb) * kDsTile;
-    for (int c = threadIdx.x; c < kKeyBlock * TCH; c += kThreads) {
-      const int r = c / TCH, col = (c % TCH) * 8;
-      const bool ok = kb * kKeyBlock + r <= last_pos;
-      cp_async16(dss + r * LDT + col, ok ? src + r * kTileRows + col : a.ds, ok);
+    for (int c = threadIdx.x; c < SUB * kKeyBlock * TCH; c += kThreads) {
+      const int u = c / (kKeyBlock * TCH), r = (c / TCH) % kKeyBlock, col = (c % TCH) * 8;
+      const int tile = t.block * SUB + u, key = kb * kKeyBlock + r;
+      // Keys past the tile's last row: zeros (its dS tiles there are not written).
+      const bool ok = key <= min(t.T - 1, (tile + 1) * rpt - 1);
+      const bf16* src = a.ds + t.ds_off + tile * ds_qt + kb * kDsTile + r * kTileRows + col;
+      cp_async16(dss + (u * kKeyBlock + r) * LDT + col, ok ? src : a.ds, ok);
     }
     cp_async_commit();
   };
@@ -122,8 +127,8 @@ __global__ void __launch_bounds__(kThreads)
       cp_async_wait<0>();
     }
     __syncthreads();
-    const uint16_t* ks = smem + (kb & 1) * kKeyBlock * (LDS + LDT);
-    const uint16_t* dss = ks + kKeyBlock * LDS;
+    const uint16_t* ks = smem + (kb & 1) * STAGE;
+    const uint16_t* dss = ks + kKeyBlock * LDS + sub * kKeyBlock * LDT;
 #pragma unroll
     for (int c = 0; c < kKeyBlock / 16; ++c) {  // 16 keys per step
       if (kb * kKeyBlock + c * 16 > warp_pos) break;  // warp-uniform: past all its rows
@@ -155,17 +160,26 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <int D>
+template <int D, int WARPS>
 void launch(const BwdTile* tiles, int n_tiles, const BwdArgs& a, cudaStream_t st) {
-  constexpr size_t smem = dq_smem_bytes<D>();
+  constexpr size_t smem = dq_smem_bytes<D, WARPS>();
   static std::atomic<bool> opted_in[64];  // > 48 KiB of dynamic shared memory: once per device
   int dev = 0;
   cudaGetDevice(&dev);
   if (dev < 0 || dev >= 64 || !opted_in[dev]) {
-    cudaFuncSetAttribute(attn_bwd_dq<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+    cudaFuncSetAttribute(attn_bwd_dq<D, WARPS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         int(smem));
     if (dev >= 0 && dev < 64) opted_in[dev] = true;
   }
-  attn_bwd_dq<D><<<n_tiles, kThreads, smem, st>>>(tiles, a);
+  attn_bwd_dq<D, WARPS><<<n_tiles, WARPS * 32, smem, st>>>(tiles, a);
+}
+
+template <int D>
+void launch_d(int warps, const BwdTile* tiles, int n_tiles, const BwdArgs& a, cudaStream_t st) {
+  if (warps == 8)
+    launch<D, 8>(tiles, n_tiles, a, st);
+  else
+    launch<D, 4>(tiles, n_tiles, a, st);
 }
 
 template <int D>
@@ -188,15 +202,15 @@ void launch_backward_stats(const BwdArgs& a, int head_dim, void* stream) {
   check_last_launch("attention backward (stats)");
 }
 
-void launch_backward_dq(const BwdTile* tiles, int n_tiles, const BwdArgs& a, int head_dim,
-                        void* stream) {
+void launch_backward_dq(const BwdTile* tiles, int n_tiles, int warps, const BwdArgs& a,
+                        int head_dim, void* stream) {
   if (n_tiles == 0) return;
   auto st = static_cast<cudaStream_t>(stream);
   switch (head_dim) {
-    case 128: launch<128>(tiles, n_tiles, a, st); break;
-    case 64: launch<64>(tiles, n_tiles, a, st); break;
-    case 32: launch<32>(tiles, n_tiles, a, st); break;
-    default: launch<16>(tiles, n_tiles, a, st); break;
+    case 128: launch_d<128>(warps, tiles, n_tiles, a, st); break;
+    case 64: launch_d<64>(warps, tiles, n_tiles, a, st); break;
+    case 32: launch_d<32>(warps, tiles, n_tiles, a, st); break;
+    default: launch_d<16>(warps, tiles, n_tiles, a, st); break;
   }
   check_last_launch("attention backward (dq)");
 }

@@ -17,6 +17,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "qarl/kernels/cuda/attention_internal.h"
 #include "qarl/kernels/cuda/attention_mma.cuh"
@@ -26,13 +27,17 @@ namespace qarl::kernels::gpu::attn {
 namespace {
 
 // WARPS warps of 16 tile rows each: 8 (tiles of 128 rows, half the K/V traffic per row) for
-// long segments, 4 for decode and short chunks. A warp's instructions do not depend on WARPS.
-template <int D>
-constexpr size_t smem_bytes() {
-  return size_t(2) * 2 * kKeyBlock * (D + 8) * sizeof(uint16_t);  // 2 stages x (K, V)
+// long segments, 4 for decode and short chunks. PIPE: Q K^T of the next key block is issued
+// together with the softmax and P V of this one (three K/V stages), so the tensor cores have
+// work while the softmax runs; without it the warps of a CTA do their softmax in step.
+// Neither choice changes a warp's arithmetic: the same products and sums per row, in the
+// same order.
+template <int D, bool PIPE>
+constexpr size_t smem_bytes() {  // stages x (K, V)
+  return size_t(PIPE ? 3 : 2) * 2 * kKeyBlock * (D + 8) * sizeof(uint16_t);
 }
 
-template <int D, int WARPS>
+template <int D, int WARPS, bool PIPE>
 __global__ void __launch_bounds__(WARPS * 32)
     attn_fwd(const Tile* __restrict__ tiles, const bf16* __restrict__ q, int64_t q_stride,
              PagedKV kv, int group, float scale_log2, bf16* __restrict__ out,
@@ -42,6 +47,7 @@ __global__ void __launch_bounds__(WARPS * 32)
   constexpr int KT = D / 16;  // k-steps of Q K^T
   constexpr int NT = D / 8;   // n-tiles of the output
   constexpr int NS = kKeyBlock / 8;  // n-tiles of a score block
+  constexpr int STAGE = 2 * kKeyBlock * LDS;  // elements of one K/V stage
   extern __shared__ __align__(16) uint16_t smem[];
 
   const Tile t = tiles[blockIdx.x];
@@ -86,7 +92,7 @@ __global__ void __launch_bounds__(WARPS * 32)
   const int64_t W = int64_t(kv.n_kv_heads) * D;  // pool row width
   const int32_t* bt = kv.block_table + int64_t(t.seq) * kv.max_blocks_per_seq;
   auto load_block = [&](int kb, int st) {
-    uint16_t* ks = smem + st * 2 * kKeyBlock * LDS;
+    uint16_t* ks = smem + st * STAGE;
     uint16_t* vs = ks + kKeyBlock * LDS;
     constexpr int CH = D / 8;  // 16-byte chunks per row
     for (int c = threadIdx.x; c < kKeyBlock * CH; c += kThreads) {
@@ -112,99 +118,143 @@ __global__ void __launch_bounds__(WARPS * 32)
   for (int n = 0; n < NT; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
   float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
 
-  load_block(0, 0);
-  for (int kb = 0; kb < n_kb; ++kb) {
-    if (kb + 1 < n_kb) {
-      load_block(kb + 1, (kb + 1) & 1);
+  // S = Q K^T of one block: B fragments of K^T (k = head_dim, n = key) for n-tiles 2np, 2np+1
+  // from the [key][d] rows, one ldmatrix per k-step; each s[n] sums its k-steps in order.
+  auto qk = [&](const uint16_t* ks, float (&s)[NS][4]) {
+#pragma unroll
+    for (int n = 0; n < NS; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+    const int br = (lane >> 4) * 8 + (lane & 7), bc = ((lane >> 3) & 1) * 8;
+#pragma unroll
+    for (int np = 0; np < NS / 2; ++np)
+#pragma unroll
+      for (int kk = 0; kk < KT; ++kk) {
+        uint32_t kf[4];
+        ldmatrix_x4(kf, ks + (np * 16 + br) * LDS + kk * 16 + bc);
+        mma_bf16(s[2 * np], qf[kk], kf[0], kf[1]);
+        mma_bf16(s[2 * np + 1], qf[kk], kf[2], kf[3]);
+      }
+  };
+  // The online softmax of block kb's scores s, then O += P V. masked: apply the causal mask
+  // (false only where it would keep every score of the warp's rows).
+  auto softmax_pv = [&](auto masked, int kb, float (&s)[NS][4], const uint16_t* vs) {
+    float bm[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int n = 0; n < NS; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int i = e >> 1;
+        float x = s[n][e] * scale_log2;
+        if constexpr (decltype(masked)::value) {
+          const int key = kb * kKeyBlock + n * 8 + 2 * tq + (e & 1);
+          x = key <= pos[i] ? x : -INFINITY;
+        }
+        s[n][e] = x;
+        bm[i] = fmaxf(bm[i], x);
+      }
+    float mn[2], corr[2], bl[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      bm[i] = fmaxf(bm[i], __shfl_xor_sync(0xffffffffu, bm[i], 1));
+      bm[i] = fmaxf(bm[i], __shfl_xor_sync(0xffffffffu, bm[i], 2));
+      mn[i] = fmaxf(m_run[i], bm[i]);
+      corr[i] = fast_exp2(m_run[i] - mn[i]);  // 0 on the first block, 1 on a masked one
+    }
+    uint32_t pf[kKeyBlock / 16][4];
+#pragma unroll
+    for (int n = 0; n < NS; ++n) {
+      float p[4];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        p[e] = fast_exp2(s[n][e] - mn[e >> 1]);
+        bl[e >> 1] += p[e];
+      }
+      pf[n >> 1][(n & 1) * 2 + 0] = pack_bf16(p[0], p[1]);
+      pf[n >> 1][(n & 1) * 2 + 1] = pack_bf16(p[2], p[3]);
+    }
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      bl[i] += __shfl_xor_sync(0xffffffffu, bl[i], 1);
+      bl[i] += __shfl_xor_sync(0xffffffffu, bl[i], 2);
+      l_run[i] = l_run[i] * corr[i] + bl[i];
+      m_run[i] = mn[i];
+    }
+#pragma unroll
+    for (int n = 0; n < NT; ++n) {
+      o[n][0] *= corr[0];
+      o[n][1] *= corr[0];
+      o[n][2] *= corr[1];
+      o[n][3] *= corr[1];
+    }
+#pragma unroll
+    for (int j = 0; j < kKeyBlock / 16; ++j)
+#pragma unroll
+      for (int np = 0; np < NT / 2; ++np) {
+        uint32_t r[4];
+        ldmatrix_x4_trans(r, vs + (j * 16 + (lane & 15)) * LDS + np * 16 + (lane >> 4) * 8);
+        mma_bf16(o[2 * np], pf[j], r[0], r[1]);
+        mma_bf16(o[2 * np + 1], pf[j], r[2], r[3]);
+      }
+  };
+
+  float s[NS][4];
+  if constexpr (!PIPE) {
+    load_block(0, 0);
+    for (int kb = 0; kb < n_kb; ++kb) {
+      if (kb + 1 < n_kb) {
+        load_block(kb + 1, (kb + 1) & 1);
+        cp_async_wait<1>();
+      } else {
+        cp_async_wait<0>();
+      }
+      __syncthreads();
+      if (kb < warp_kb) {
+        const uint16_t* ks = smem + (kb & 1) * STAGE;
+        qk(ks, s);
+        if (kb < warp_open_kb)
+          softmax_pv(std::false_type{}, kb, s, ks + kKeyBlock * LDS);
+        else
+          softmax_pv(std::true_type{}, kb, s, ks + kKeyBlock * LDS);
+      }
+      __syncthreads();  // this stage is refilled by the next iteration's prefetch
+    }
+  } else {
+    // Block kb sits in stage kb % 3. Iteration kb: block kb+1 is complete (its K is read now),
+    // block kb+2 is being copied into the stage block kb-1 left.
+    load_block(0, 0);
+    if (n_kb > 1) {
+      load_block(1, 1);
       cp_async_wait<1>();
     } else {
       cp_async_wait<0>();
     }
     __syncthreads();
-    if (kb < warp_kb) {
-      const uint16_t* ks = smem + (kb & 1) * 2 * kKeyBlock * LDS;
-      const uint16_t* vs = ks + kKeyBlock * LDS;
-      float s[NS][4];
-#pragma unroll
-      for (int n = 0; n < NS; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-      // B fragments of K^T (k = head_dim, n = key) for n-tiles 2np, 2np+1 from the [key][d]
-      // rows, one ldmatrix per k-step; each s[n] sums its k-steps in increasing order.
-      const int br = (lane >> 4) * 8 + (lane & 7), bc = ((lane >> 3) & 1) * 8;
-#pragma unroll
-      for (int np = 0; np < NS / 2; ++np)
-#pragma unroll
-        for (int kk = 0; kk < KT; ++kk) {
-          uint32_t kf[4];
-          ldmatrix_x4(kf, ks + (np * 16 + br) * LDS + kk * 16 + bc);
-          mma_bf16(s[2 * np], qf[kk], kf[0], kf[1]);
-          mma_bf16(s[2 * np + 1], qf[kk], kf[2], kf[3]);
+    if (0 < warp_kb) qk(smem, s);
+    for (int kb = 0; kb < n_kb; ++kb) {
+      if (kb + 1 < n_kb) cp_async_wait<0>();
+      __syncthreads();  // block kb+1 visible; every warp is done with block kb-1's stage
+      if (kb + 2 < n_kb) load_block(kb + 2, (kb + 2) % 3);
+      const uint16_t* vs = smem + (kb % 3) * STAGE + kKeyBlock * LDS;
+      const uint16_t* ks_next = smem + ((kb + 1) % 3) * STAGE;
+      if (kb + 1 < warp_kb) {
+        float sn[NS][4];
+        if (kb < warp_open_kb) {
+          qk(ks_next, sn);
+          softmax_pv(std::false_type{}, kb, s, vs);
+        } else {
+          qk(ks_next, sn);
+          softmax_pv(std::true_type{}, kb, s, vs);
         }
-      float bm[2] = {-INFINITY, -INFINITY};
-      if (kb < warp_open_kb) {
 #pragma unroll
         for (int n = 0; n < NS; ++n)
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const float x = s[n][e] * scale_log2;
-            s[n][e] = x;
-            bm[e >> 1] = fmaxf(bm[e >> 1], x);
-          }
-      } else {
-#pragma unroll
-        for (int n = 0; n < NS; ++n)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int i = e >> 1, key = kb * kKeyBlock + n * 8 + 2 * tq + (e & 1);
-            const float x = key <= pos[i] ? s[n][e] * scale_log2 : -INFINITY;
-            s[n][e] = x;
-            bm[i] = fmaxf(bm[i], x);
-          }
+          for (int e = 0; e < 4; ++e) s[n][e] = sn[n][e];
+      } else if (kb < warp_kb) {
+        if (kb < warp_open_kb)
+          softmax_pv(std::false_type{}, kb, s, vs);
+        else
+          softmax_pv(std::true_type{}, kb, s, vs);
       }
-      float mn[2], corr[2], bl[2] = {0.0f, 0.0f};
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
-        bm[i] = fmaxf(bm[i], __shfl_xor_sync(0xffffffffu, bm[i], 1));
-        bm[i] = fmaxf(bm[i], __shfl_xor_sync(0xffffffffu, bm[i], 2));
-        mn[i] = fmaxf(m_run[i], bm[i]);
-        corr[i] = fast_exp2(m_run[i] - mn[i]);  // 0 on the first block, 1 on a masked one
-      }
-      uint32_t pf[kKeyBlock / 16][4];
-#pragma unroll
-      for (int n = 0; n < NS; ++n) {
-        float p[4];
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          p[e] = fast_exp2(s[n][e] - mn[e >> 1]);
-          bl[e >> 1] += p[e];
-        }
-        pf[n >> 1][(n & 1) * 2 + 0] = pack_bf16(p[0], p[1]);
-        pf[n >> 1][(n & 1) * 2 + 1] = pack_bf16(p[2], p[3]);
-      }
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
-        bl[i] += __shfl_xor_sync(0xffffffffu, bl[i], 1);
-        bl[i] += __shfl_xor_sync(0xffffffffu, bl[i], 2);
-        l_run[i] = l_run[i] * corr[i] + bl[i];
-        m_run[i] = mn[i];
-      }
-#pragma unroll
-      for (int n = 0; n < NT; ++n) {
-        o[n][0] *= corr[0];
-        o[n][1] *= corr[0];
-        o[n][2] *= corr[1];
-        o[n][3] *= corr[1];
-      }
-#pragma unroll
-      for (int j = 0; j < kKeyBlock / 16; ++j)
-#pragma unroll
-        for (int np = 0; np < NT / 2; ++np) {
-          uint32_t r[4];
-          ldmatrix_x4_trans(r, vs + (j * 16 + (lane & 15)) * LDS + np * 16 + (lane >> 4) * 8);
-          mma_bf16(o[2 * np], pf[j], r[0], r[1]);
-          mma_bf16(o[2 * np + 1], pf[j], r[2], r[3]);
-        }
     }
-    __syncthreads();  // this stage is refilled by the next iteration's prefetch
   }
 
 #pragma unroll
@@ -221,32 +271,37 @@ __global__ void __launch_bounds__(WARPS * 32)
   }
 }
 
-template <int D, int WARPS>
+template <int D, int WARPS, bool PIPE>
 void launch(const Tile* tiles, int n_tiles, const bf16* q, int64_t q_stride, const PagedKV& kv,
             int group, float scale_log2, bf16* out, int64_t out_stride, float* lse,
             cudaStream_t st) {
-  constexpr size_t smem = smem_bytes<D>();
+  constexpr size_t smem = smem_bytes<D, PIPE>();
   // > 48 KiB of dynamic shared memory needs an opt-in, once per device.
   static std::atomic<bool> opted_in[64];
   int dev = 0;
   cudaGetDevice(&dev);
   if (dev < 0 || dev >= 64 || !opted_in[dev]) {
-    cudaFuncSetAttribute(attn_fwd<D, WARPS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    cudaFuncSetAttribute(attn_fwd<D, WARPS, PIPE>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                          int(smem));
     if (dev >= 0 && dev < 64) opted_in[dev] = true;
   }
-  attn_fwd<D, WARPS><<<n_tiles, WARPS * 32, smem, st>>>(tiles, q, q_stride, kv, group,
-                                                        scale_log2, out, out_stride, lse);
+  attn_fwd<D, WARPS, PIPE><<<n_tiles, WARPS * 32, smem, st>>>(tiles, q, q_stride, kv, group,
+                                                              scale_log2, out, out_stride, lse);
 }
 
 template <int D>
 void launch_d(int warps, const Tile* tiles, int n_tiles, const bf16* q, int64_t q_stride,
               const PagedKV& kv, int group, float scale_log2, bf16* out, int64_t out_stride,
               float* lse, cudaStream_t st) {
-  if (warps == 8)
-    launch<D, 8>(tiles, n_tiles, q, q_stride, kv, group, scale_log2, out, out_stride, lse, st);
+  const bool pipe = tuning().fwd_pipe != 0;  // default: pipelined
+  if (warps == 8 && pipe)
+    launch<D, 8, true>(tiles, n_tiles, q, q_stride, kv, group, scale_log2, out, out_stride, lse, st);
+  else if (warps == 8)
+    launch<D, 8, false>(tiles, n_tiles, q, q_stride, kv, group, scale_log2, out, out_stride, lse, st);
+  else if (pipe)
+    launch<D, 4, true>(tiles, n_tiles, q, q_stride, kv, group, scale_log2, out, out_stride, lse, st);
   else
-    launch<D, 4>(tiles, n_tiles, q, q_stride, kv, group, scale_log2, out, out_stride, lse, st);
+    launch<D, 4, false>(tiles, n_tiles, q, q_stride, kv, group, scale_log2, out, out_stride, lse, st);
 }
 
 }  // namespace

@@ -18,7 +18,10 @@ inline constexpr int kKeyBlock = 64;  // keys per block, aligned to absolute key
 // of the forward; the backward's results agree within its test bounds.
 struct Tuning {
   int fwd_warps = 0;   // 4 or 8 warps (tiles of 64 or 128 (query row, head) pairs)
+  int fwd_pipe = -1;   // 0: the forward without the next block's Q K^T overlapped
   int dkdv_warps = 0;  // 4 or 8 warps (64 or 128 keys per CTA)
+  int dq_warps = 0;    // 4 or 8 warps (1 or 2 query tiles per CTA)
+  bool bwd_skip_dq = false;  // leave dq unwritten (to time the other kernels alone)
 };
 Tuning& tuning();
 
@@ -36,8 +39,8 @@ void launch_forward_tiles(const Tile* tiles, int n_tiles, int tile_warps, const 
 // The fused backward (attention_backward.cpp plans; attention_backward_dkdv.cu and
 // attention_backward_dq.cu compute). One work item of the dk/dv or the dq kernel: sequence
 // rows q_row0..q_row0+T-1 (positions 0..T-1), its K/V rows from kv_row0, KV head kv_head;
-// block is the key block (dk/dv: keys block*16*warps..) or the query tile (dq: rows
-// block*(kTileRows/group).., all heads of the group). ds_off: where the (sequence, KV head)'s
+// block is the key block (dk/dv: keys block*16*warps..) or the query tiles (dq: tiles
+// block*warps/4.. of kTileRows/group rows, all heads of the group). ds_off: where the (sequence, KV head)'s
 // dS tiles start in BwdArgs::ds (elements).
 struct BwdTile {
   int32_t q_row0, T, kv_head, block;
@@ -77,7 +80,7 @@ struct BwdArgs {
 void launch_backward_stats(const BwdArgs& a, int head_dim, void* stream);
 void launch_backward_dkdv(const BwdTile* tiles, int n_tiles, int warps, const BwdArgs& a,
                           int head_dim, void* stream);
-void launch_backward_dq(const BwdTile* tiles, int n_tiles, const BwdArgs& a, int head_dim,
-                        void* stream);
+void launch_backward_dq(const BwdTile* tiles, int n_tiles, int warps, const BwdArgs& a,
+                        int head_dim, void* stream);
 
 }  // namespace qarl::kernels::gpu::attn
