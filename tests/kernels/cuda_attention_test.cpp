@@ -25,6 +25,8 @@
 
 #ifdef QARL_HAVE_CUDA
 #include <cuda_runtime.h>
+
+#include "qarl/kernels/cuda/attention_internal.h"
 #endif
 
 namespace qarl {
@@ -325,6 +327,46 @@ TEST(CudaAttention, BatchInvariantBitwise) {
   }
 }
 
+// Sets the kernels' layout overrides (attention_internal.h) for one scope.
+struct TuningScope {
+  explicit TuningScope(const gpu::attn::Tuning& t) { gpu::attn::tuning() = t; }
+  ~TuningScope() { gpu::attn::tuning() = gpu::attn::Tuning{}; }
+};
+
+// Every forward layout (tiles of 64 rows by 4 warps or of 128 rows by 8 warps of 16 or 4 of
+// 32 rows, with or without the overlapped Q K^T) gives a row the bits that decode steps (tiles
+// of 4 warps) give it: the trainer may use any of them.
+TEST(CudaAttention, ForwardLayoutsAgreeBitwise) {
+  SKIP_WITHOUT_GPU();
+  struct Layout {
+    const char* name;
+    gpu::attn::Tuning t;
+  };
+  auto tune = [](int warps, int pipe, int wide) {
+    gpu::attn::Tuning t;
+    t.fwd_warps = warps, t.fwd_pipe = pipe, t.fwd_wide = wide;
+    return t;
+  };
+  const std::vector<Layout> layouts = {
+      {"128 rows, 4 warps of 32", tune(8, -1, -1)},
+      {"128 rows, 8 warps of 16, overlapped", tune(8, -1, 0)},
+      {"128 rows, 8 warps of 16", tune(8, 0, 0)},
+      {"64 rows, 4 warps, overlapped", tune(4, -1, -1)},
+      {"64 rows, 4 warps", tune(4, 0, -1)},
+  };
+  for (const Config& c : configs()) {
+    const uint64_t seed = test::fresh_seed();
+    SCOPED_TRACE(fmt::format("H {} HK {} D {} seed {}", c.H, c.HK, c.D, seed));
+    Problem p(c, seed);
+    Outputs decode = run_forward(p, 7, seed + 2, chunked(p, 1));
+    for (const Layout& l : layouts) {
+      TuningScope scope(l.t);
+      Outputs full = run_forward(p, 16, seed + 1, {whole_segments(p)});
+      EXPECT_TRUE(same_bits(full, decode, p)) << l.name << " vs decode steps";
+    }
+  }
+}
+
 TEST(CudaAttention, KvWriteRoundTrip) {
   SKIP_WITHOUT_GPU();
   const uint64_t seed = test::fresh_seed();
@@ -481,6 +523,36 @@ TEST(CudaAttention, BackwardDeterministic) {
       EXPECT_EQ(diff, 0u) << name << ": elements that differ between two runs";
       EXPECT_TRUE(std::all_of(x->begin(), x->end(), [](float f) { return std::isfinite(f); }))
           << name;
+    }
+  }
+}
+
+// The backward's layouts (64 or 128 keys per dk/dv CTA, 1 or 2 query tiles per dq CTA) sum
+// every element in the same order: the same bits.
+TEST(CudaAttention, BackwardLayoutsAgreeBitwise) {
+  SKIP_WITHOUT_GPU();
+  for (const Config& c : {backward_configs()[0], backward_configs()[2], backward_configs()[5]}) {
+    const uint64_t seed = test::fresh_seed();
+    SCOPED_TRACE(fmt::format("H {} HK {} D {} seed {}", c.H, c.HK, c.D, seed));
+    Problem p(c, seed);
+    Outputs fw = run_forward(p, 16, seed + 1, {whole_segments(p)});
+    std::vector<uint16_t> dout =
+        Problem::bf16_random(size_t(p.R) * c.H * c.D, 1.0f, seed + 9);
+    gpu::AttentionWorkspace ws;
+    BackwardRun a = gpu_backward(p, fw, dout, true, ws);
+    for (auto [dkdv_warps, dq_warps] : {std::pair{8, 4}, std::pair{4, 8}, std::pair{8, 8}}) {
+      SCOPED_TRACE(fmt::format("dk/dv warps {} dq warps {}", dkdv_warps, dq_warps));
+      gpu::attn::Tuning t;
+      t.dkdv_warps = dkdv_warps, t.dq_warps = dq_warps;
+      TuningScope scope(t);
+      BackwardRun b = gpu_backward(p, fw, dout, false, ws);
+      for (const auto& [x, y, name] :
+           {std::tuple{&a.dq, &b.dq, "dq"}, std::tuple{&a.dk, &b.dk, "dk"},
+            std::tuple{&a.dv, &b.dv, "dv"}}) {
+        size_t diff = 0;
+        for (size_t i = 0; i < x->size(); ++i) diff += std::memcmp(&(*x)[i], &(*y)[i], 4) != 0;
+        EXPECT_EQ(diff, 0u) << name << ": elements that differ from the default layout";
+      }
     }
   }
 }

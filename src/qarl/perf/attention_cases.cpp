@@ -85,18 +85,19 @@ std::vector<Result> run_cuda(const Options& opt) {
     const std::string shape = fmt::format("[{}x{}] 16/8 hd128", n_train, T);
     struct FwdVariant {
       const char* suffix;
-      int warps, pipe;
+      int warps, pipe, wide;
     };
-    for (const FwdVariant& v : {FwdVariant{"", 0, -1}, FwdVariant{"_nopipe", 0, 0},
-                                FwdVariant{"_w4", 4, -1}}) {  // "": the drivers' choice
-      gpu::attn::tuning().fwd_warps = v.warps;
+    for (const FwdVariant& v :
+         {FwdVariant{"", 0, -1, -1}, FwdVariant{"_w8_16rows", 0, -1, 0},
+          FwdVariant{"_w8_16rows_nopipe", 0, 0, 0}, FwdVariant{"_w4", 4, -1, -1}}) {
+      gpu::attn::tuning().fwd_warps = v.warps;  // "": the drivers' choice
       gpu::attn::tuning().fwd_pipe = v.pipe;
+      gpu::attn::tuning().fwd_wide = v.wide;
       const double sec = gpu::time_median_s(fwd, 2, reps) / kCalls;
       out.push_back({fmt::format("attn_fwd_train{}", v.suffix), "BF16", shape, sec, bytes, flops,
                      fmt::format("{:.1f} TFLOP/s causal (mma.sync)", flops / sec / 1e12)});
     }
-    gpu::attn::tuning().fwd_pipe = -1;
-    gpu::attn::tuning().fwd_warps = 0;
+    gpu::attn::tuning() = gpu::attn::Tuning{};
     fwd();
     // Backward on the pool viewed as contiguous K/V (identity table: sequence i at row i*T).
     Tensor dout = random_bf16_device(R * w, 4);
@@ -133,7 +134,6 @@ std::vector<Result> run_cuda(const Options& opt) {
                                  v.skip_dq ? "; without the dq kernel" : "")});
     }
     gpu::attn::tuning() = gpu::attn::Tuning{};
-    gpu::attn::tuning().dkdv_warps = 0;
   }
   for (int batch : {1, 64}) {  // decode: one row per sequence at position T-1
     Setup s(batch, T);

@@ -54,8 +54,10 @@ __global__ void __launch_bounds__(256) attn_bwd_stats(const BwdArgs a) {
   if (lane == 0) a.stats[w] = make_float2(a.lse[w] * kLog2e, acc);
 }
 
+// At most 128 registers (4 CTAs of 4 warps or 2 of 8 per SM): the kernel waits on memory
+// (the dS tiles come from HBM), so more CTAs in flight beat more registers.
 template <int D, int WARPS>
-__global__ void __launch_bounds__(WARPS * 32)
+__global__ void __launch_bounds__(WARPS * 32, 16 / WARPS)
     attn_bwd_dq(const BwdTile* __restrict__ tiles, const BwdArgs a) {
   constexpr int kThreads = WARPS * 32;
   constexpr int SUB = WARPS / 4;  // query tiles per CTA

@@ -313,6 +313,12 @@ void launch_forward_tiles(const Tile* tiles, int n_tiles, int tile_warps, const 
   const float scale_log2 = float(double(scale) * 1.4426950408889634);
   auto st = static_cast<cudaStream_t>(stream);
   const int w = tile_warps;
+  if (w == 8 && tuning().fwd_wide != 0) {
+    launch_forward_wide(tiles, n_tiles, q, q_stride, kv, group, scale_log2, out, out_stride,
+                        lse, st);
+    check_last_launch("attention forward");
+    return;
+  }
   switch (kv.head_dim) {  // D % 16 == 0: mma k-steps of 16, ldmatrix x4 column pairs
     case 128: launch_d<128>(w, tiles, n_tiles, q, q_stride, kv, group, scale_log2, out, out_stride, lse, st); break;
     case 64: launch_d<64>(w, tiles, n_tiles, q, q_stride, kv, group, scale_log2, out, out_stride, lse, st); break;

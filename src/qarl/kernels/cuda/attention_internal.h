@@ -19,6 +19,7 @@ inline constexpr int kKeyBlock = 64;  // keys per block, aligned to absolute key
 struct Tuning {
   int fwd_warps = 0;   // 4 or 8 warps (tiles of 64 or 128 (query row, head) pairs)
   int fwd_pipe = -1;   // 0: the forward without the next block's Q K^T overlapped
+  int fwd_wide = -1;   // 0: tiles of 128 by 8 warps of 16 rows, not 4 warps of 32
   int dkdv_warps = 0;  // 4 or 8 warps (64 or 128 keys per CTA)
   int dq_warps = 0;    // 4 or 8 warps (1 or 2 query tiles per CTA)
   bool bwd_skip_dq = false;  // leave dq unwritten (to time the other kernels alone)
@@ -32,9 +33,14 @@ struct Tile {
   int32_t seq, first_row, n_rows, first_pos, kv_head, pad0, pad1, pad2;
 };
 
+// tile_warps 4: tiles of 64 rows (attention_forward.cu); 8: tiles of 128 rows
+// (attention_forward_wide.cu, 4 warps of 32 rows, unless tuning().fwd_wide == 0).
 void launch_forward_tiles(const Tile* tiles, int n_tiles, int tile_warps, const bf16* q,
                           int64_t q_stride, const PagedKV& kv, int group, float scale,
                           bf16* out, int64_t out_stride, float* lse, void* stream);
+void launch_forward_wide(const Tile* tiles, int n_tiles, const bf16* q, int64_t q_stride,
+                         const PagedKV& kv, int group, float scale_log2, bf16* out,
+                         int64_t out_stride, float* lse, cudaStream_t stream);
 
 // The fused backward (attention_backward.cpp plans; attention_backward_dkdv.cu and
 // attention_backward_dq.cu compute). One work item of the dk/dv or the dq kernel: sequence
