@@ -1,8 +1,8 @@
 // `qarl bench` cases for the CUDA paged attention (kernels/cuda/attention_gpu.h): the forward
 // at the training shape (8 x 1024 tokens, Qwen3-0.6B heads 16/8, hd 128) in TFLOP/s of causal
 // work (4 * T^2/2 * hd * heads per sequence), the fused backward at the same shape (counted
-// as 2.5x the forward's FLOPs, the usual convention; the kernels recompute S and dP, 3.5x), and decode steps (one row per sequence
-// at context 1024, batch 1 and 64) in GB/s of K/V read. The bench table's GB/s column is the
+// as 2.5x the forward's FLOPs, the usual convention: its 5 products), and decode steps (one
+// row per sequence at context 1024, batch 1 and 64) in GB/s of K/V read. The bench table's GB/s column is the
 // case's `bytes` (q, K/V and out once) per second; the note carries TFLOP/s. The training
 // cases time 5 calls back to back (the host plan of one overlaps the kernels of the last) and
 // also run the layouts the drivers do not choose by default (attn::tuning()), for comparison.
