@@ -152,7 +152,7 @@ std::vector<float> download_out(const Tensor& d, Elem t) {
   return ::testing::AssertionSuccess();
 }
 
-const int64_t kMs[] = {1, 7, 133};
+const int64_t kMs[] = {1, 4, 7, 133};  // 1 and 4: the fast GEMV and the exact decode tile
 const int64_t kNs[] = {1, 77, 1000};
 const int64_t kKs[] = {16, 200, 1029};
 
@@ -342,7 +342,7 @@ TEST(CudaGemm, ExactIsBatchInvariant) {
         std::copy(old_rows.begin() + r * N, old_rows.begin() + (r + 1) * N, old.begin() + pos[size_t(r)] * N);
 #ifdef QARL_HAVE_CUDA
       const char* cfg = gpu::detail::gemm_exact_config(
-          M, N, gpu::detail::gemm_exact_aligned(K, bf(dA), lda, bf(dW), K));
+          M, N, K, gpu::detail::gemm_exact_aligned(K, bf(dA), lda, bf(dW), K));
       saw_large = saw_large || std::strncmp(cfg, "large", 5) == 0;
 #else
       const char* cfg = "?";
@@ -382,7 +382,10 @@ TEST(CudaGemm, ExactConfigsAgreeBitwise) {
   SCOPED_TRACE(::testing::Message() << "seed " << seed);
   std::mt19937_64 rng(seed);
   struct Case { int64_t M, N, K, lda; };
-  const Case cases[] = {{8200, 1000, 1032, 1040}, {300, 2100, 72, 72}, {500, 300, 0, 8}};
+  // M = 1 and 5: the decode tiles' shapes (one real row, a ragged 16-row tile), K = 3080 and
+  // 264: several k-tiles plus a partial one.
+  const Case cases[] = {{8200, 1000, 1032, 1040}, {300, 2100, 72, 72}, {500, 300, 0, 8},
+                        {1, 1001, 3080, 3080}, {5, 203, 264, 272}};
   int mid = -1;
   for (int c = 0; c < gpu::detail::gemm_exact_config_count(); ++c)
     if (std::strncmp(gpu::detail::gemm_exact_config_name(c), "mid", 3) == 0) mid = c;
@@ -447,8 +450,8 @@ TEST(CudaGemm, ExactLargeMatchesReference) {
                 As.begin() + r * c.K);
     const Ref ref = dot_ref(R, c.N, c.K, As, c.K, 1, W, c.ldw, 1);
 #ifdef QARL_HAVE_CUDA
-    EXPECT_STREQ(gpu::detail::gemm_exact_config(c.M, c.N, gpu::detail::gemm_exact_aligned(c.K, bf(dA), c.lda, bf(dW), c.ldw)),
-                 gpu::detail::gemm_exact_config(8192, 4096, true));
+    EXPECT_STREQ(gpu::detail::gemm_exact_config(c.M, c.N, c.K, gpu::detail::gemm_exact_aligned(c.K, bf(dA), c.lda, bf(dW), c.ldw)),
+                 gpu::detail::gemm_exact_config(8192, 4096, 1024, true));
 #endif
     for (Elem t : {Elem::F32, Elem::BF16})
       for (bool acc : {false, true}) {

@@ -1,10 +1,13 @@
 // Generation with the GPU model: continuous batching over a PagedCache (up to max_active
 // samples at a time; a finished sample's slot is refilled by the next one, whose prompt is
-// prefilled in the same forward as the others' decode steps). Sampling runs on the host over
-// the fp32 logits row with the CPU engine's sampler (rollout::sample_token, Philox keyed by
-// (seed, request, sample, step)), so the requests, parameters and outputs are the rollout
-// engine's (rollout/engine.h). The reported logprob is z[token] - lse with lse from the
-// device's logprobs kernel: bitwise what forward_train computes for that token in exact mode.
+// prefilled in the same forward as the others' decode steps). Steps without a prefill run as
+// CUDA graphs (decode_graph.h). Greedy rows pick their token on the device (argmax_gpu.h: the
+// same index as rollout::argmax_token) and copy back only it and its logit; sampled rows copy
+// their fp32 logits row and sample on the host with the CPU engine's sampler
+// (rollout::sample_token, Philox keyed by (seed, request, sample, step)), so the requests,
+// parameters and outputs are the rollout engine's (rollout/engine.h). The reported logprob is
+// z[token] - lse with lse from the device's logprobs kernel: bitwise what forward_train
+// computes for that token in exact mode.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -19,11 +22,13 @@ namespace qarl::gpu {
 struct GenerateStats {
   double prefill_s = 0, decode_s = 0;  // forward + logits copy of steps with / without prefill
   int64_t prefill_tokens = 0, decode_tokens = 0, steps = 0, decode_steps = 0;
+  int64_t graph_steps = 0, graph_captures = 0;  // decode steps replayed from a CUDA graph
 };
 
 struct GenerateOptions {
   uint64_t seed = 0;     // for requests without their own
   int max_active = 256;  // samples in flight (cache slots)
+  bool cuda_graphs = true;  // capture decode steps (off: the same kernels launched one by one)
 };
 
 // Outputs in request order, samples in order within a request; a request with bad parameters

@@ -8,11 +8,13 @@
 #include <cuda_runtime.h>
 
 #include "qarl/core/error.h"
+#include "qarl/gpu/forward_internal.h"
 #include "qarl/gpu/gpu_model.h"
 #include "qarl/gpu/paged_cache.h"
 #include "qarl/gpu/section_timer.h"
 #include "qarl/gpu/train_state.h"
 #include "qarl/kernels/cuda/attention_gpu.h"
+#include "qarl/kernels/cuda/attention_internal.h"
 #include "qarl/kernels/cuda/fake_quant.h"
 #include "qarl/kernels/cuda/gemm.h"
 #include "qarl/kernels/cuda/model_ops.h"
@@ -35,22 +37,18 @@ kg::bf16* Bm(const Tensor& t) { return static_cast<kg::bf16*>(t.data()); }
 float* F(const Tensor& t) { return static_cast<float*>(t.data()); }
 
 // K/V quantizer in place on a contiguous bf16 [R, kd] device tensor.
-void quantize_kv(const quant::TensorQuantizer& q, const Tensor& x) {
+void quantize_kv(const quant::TensorQuantizer& q, const Tensor& x, void* stream) {
   if (!q.enabled() || x.numel() == 0) return;
   const float amax = q.effective_amax();
-  if (q.config().format == quant::Format::FP8) kg::fake_quant_fp8(x, amax, x);
-  else kg::fake_quant_nvfp4(x, amax, x);
+  if (q.config().format == quant::Format::FP8) kg::fake_quant_fp8(x, amax, x, stream);
+  else kg::fake_quant_nvfp4(x, amax, x, stream);
 }
 
 }  // namespace
 
 Tensor GpuModel::forward(const std::vector<Chunk>& chunks, PagedCache& cache, TrainState* st) {
   const auto& c = cfg_;
-  const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
-  const int nh = c.num_attention_heads, nkv = c.num_key_value_heads, hd = c.head_dim;
-  const int64_t qd = q_dim(), kd = kv_dim(), W = qd + 2 * kd;
-  const float eps = float(c.rms_norm_eps);
-  const float scale = 1.0f / std::sqrt(float(hd));
+  const int64_t V = c.vocab_size;
 
   // ---- pack the rows ----
   std::vector<int32_t> tokens, positions, row_seq;
@@ -87,8 +85,13 @@ Tensor GpuModel::forward(const std::vector<Chunk>& chunks, PagedCache& cache, Tr
 
   section("fwd.upload");
   Tensor d_tokens = upload_i32(tokens), d_pos = upload_i32(positions), d_seq = upload_i32(row_seq);
-  kg::AttentionWorkspace local_ws;
-  kg::AttentionWorkspace& ws = st ? st->attn_ws : local_ws;
+  ForwardRows in;
+  in.R = R;
+  in.tokens = d_tokens.data_as<int32_t>();
+  in.pos = d_pos.data_as<int32_t>();
+  in.seq = d_seq.data_as<int32_t>();
+  in.segs = &segs;
+  in.n_logits = n_logits;
   if (st) {
     st->rows = R;
     st->segs = segs;
@@ -98,30 +101,66 @@ Tensor GpuModel::forward(const std::vector<Chunk>& chunks, PagedCache& cache, Tr
     st->row_seq = d_seq;
     st->host_tokens = tokens;
     st->layers.assign(size_t(c.num_hidden_layers), LayerActs{});
+    in.logit_runs.push_back({0, R});
+  } else {
+    // Rows that need logits, merged into runs of consecutive rows (a decode step is one run).
+    for (size_t s = 0; s < chunks.size(); ++s) {
+      const int nl = chunks[s].n_logits;
+      if (nl == 0) continue;
+      const int64_t first = offset[s] + int64_t(chunks[s].tokens.size()) - nl;
+      if (!in.logit_runs.empty() && in.logit_runs.back().first + in.logit_runs.back().second == first)
+        in.logit_runs.back().second += nl;
+      else
+        in.logit_runs.push_back({first, nl});
+    }
   }
+  ForwardScratch fs;
+  run_forward(*this, in, cache, fs, st, nullptr);
+  return fs.logits;
+}
+
+void run_forward(GpuModel& m, const ForwardRows& in, PagedCache& cache, ForwardScratch& fs,
+                 TrainState* st, void* stream) {
+  const auto& c = m.config();
+  const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
+  const int nh = c.num_attention_heads, nkv = c.num_key_value_heads, hd = c.head_dim;
+  const int64_t qd = m.q_dim(), kd = m.kv_dim(), W = qd + 2 * kd;
+  const float eps = float(c.rms_norm_eps);
+  const float scale = 1.0f / std::sqrt(float(hd));
+  const GemmMode mode = m.gemm_mode();
+  const int64_t R = in.R;
+  if (st && stream) throw err("run_forward: the training forward runs on the legacy stream");
+  if (fs.R != R) {  // buffers for R rows (kept while R is unchanged: a captured step's)
+    fs.x = fs.qkv32 = fs.rstd_f = fs.hf = fs.logits = Tensor();
+    fs.acts = LayerActs{};
+    fs.R = R;
+    fs.n_logits = -1;
+  }
+  void* s = stream;
+  kg::AttentionWorkspace& ws = st ? st->attn_ws : fs.ws;
+  auto need = [&](Tensor& t, Shape sh, DType d) {
+    if (!t.defined()) t = dev(std::move(sh), d);
+  };
 
   section("fwd.embedding");
-  Tensor x = dev({R, H}, DType::F32);
-  kg::launch_embedding_forward(B(embed_w_), H, d_tokens.data_as<int32_t>(), R, F(x), nullptr);
+  need(fs.x, {R, H}, DType::F32);
+  Tensor& x = fs.x;
+  kg::launch_embedding_forward(B(m.embed_bf16()), H, in.tokens, R, F(x), s);
   // Scratch reused across layers when not training.
-  Tensor qkv32 = dev({R, W}, DType::F32);
-  LayerActs scratch;
+  need(fs.qkv32, {R, W}, DType::F32);
   for (int l = 0; l < c.num_hidden_layers; ++l) {
-    const GpuLayer& L = layers_[size_t(l)];
-    LayerActs& A = st ? st->layers[size_t(l)] : scratch;
-    auto need = [&](Tensor& t, Shape s, DType d) {
-      if (!t.defined()) t = dev(std::move(s), d);
-    };
+    const GpuLayer& L = m.layer(l);
+    LayerActs& A = st ? st->layers[size_t(l)] : fs.acts;
     section("fwd.norm");
     if (st) A.x_in = x.clone();
     need(A.h1, {R, H}, DType::BF16);
     need(A.rstd1, {R}, DType::F32);
     kg::launch_rmsnorm_forward(Elem::F32, F(x), H, F(L.input_norm), R, 1, int(H), eps, Elem::BF16,
-                               A.h1.data(), H, F(A.rstd1), nullptr);
+                               A.h1.data(), H, F(A.rstd1), s);
     section("fwd.gemm.qkv");
-    kg::gemm_forward(mode_, R, W, H, B(A.h1), H, B(L.w_qkv), H, Elem::F32, F(qkv32), W, false, nullptr);
+    kg::gemm_forward(mode, R, W, H, B(A.h1), H, B(L.w_qkv), H, Elem::F32, F(fs.qkv32), W, false, s);
     section("fwd.qk_norm_rope");
-    if (L.qkv_bias.defined()) kg::launch_add_bias(Elem::F32, F(qkv32), R, W, W, F(L.qkv_bias), nullptr);
+    if (L.qkv_bias.defined()) kg::launch_add_bias(Elem::F32, F(fs.qkv32), R, W, W, F(L.qkv_bias), s);
     if (c.qk_norm) {
       need(A.q_rstd, {R * nh}, DType::F32);
       need(A.k_rstd, {R * nkv}, DType::F32);
@@ -129,82 +168,75 @@ Tensor GpuModel::forward(const std::vector<Chunk>& chunks, PagedCache& cache, Tr
     need(A.qkv16, {R, W}, DType::BF16);
     need(A.k, {R, kd}, DType::BF16);
     need(A.v, {R, kd}, DType::BF16);
-    kg::launch_qkv_prepare(F(qkv32), R, nh, nkv, hd, c.qk_norm ? F(L.q_norm) : nullptr,
-                           c.qk_norm ? F(L.k_norm) : nullptr, eps, d_pos.data_as<int32_t>(),
-                           F(rope_cos_), F(rope_sin_), Bm(A.qkv16), Bm(A.k), Bm(A.v),
-                           c.qk_norm ? F(A.q_rstd) : nullptr, c.qk_norm ? F(A.k_rstd) : nullptr, nullptr);
+    kg::launch_qkv_prepare(F(fs.qkv32), R, nh, nkv, hd, c.qk_norm ? F(L.q_norm) : nullptr,
+                           c.qk_norm ? F(L.k_norm) : nullptr, eps, in.pos,
+                           F(m.rope_cos()), F(m.rope_sin()), Bm(A.qkv16), Bm(A.k), Bm(A.v),
+                           c.qk_norm ? F(A.q_rstd) : nullptr, c.qk_norm ? F(A.k_rstd) : nullptr, s);
     // The projection is left as it was: the trainer keeps it as the q/k norms' input.
     if (st && c.qk_norm) {
-      A.qkv_lin = qkv32;
-      qkv32 = dev({R, W}, DType::F32);
+      A.qkv_lin = fs.qkv32;
+      fs.qkv32 = dev({R, W}, DType::F32);
     }
     section("fwd.kv_quant_write");
-    const auto& kq = kq_[size_t(l)];
-    const auto& vq = vq_[size_t(l)];
+    const auto& kq = m.k_quantizers()[size_t(l)];
+    const auto& vq = m.v_quantizers()[size_t(l)];
     if (st && kq.enabled() && !kq.config().pass_through_bwd) A.k_pre = A.k.clone();
     if (st && vq.enabled() && !vq.config().pass_through_bwd) A.v_pre = A.v.clone();
-    quantize_kv(kq, A.k);
-    quantize_kv(vq, A.v);
+    quantize_kv(kq, A.k, s);
+    quantize_kv(vq, A.v, s);
     const kg::PagedKV view = cache.layer_view(l);
-    kg::launch_kv_write(view, B(A.k), B(A.v), kd, d_seq.data_as<int32_t>(), d_pos.data_as<int32_t>(), R, nullptr);
+    kg::launch_kv_write(view, B(A.k), B(A.v), kd, in.seq, in.pos, R, s);
     need(A.attn, {R, qd}, DType::BF16);
     need(A.lse, {R * nh}, DType::F32);
     section("fwd.attention");
-    kg::attention_forward(B(A.qkv16), W, segs, view, nh, scale, Bm(A.attn), qd, F(A.lse), ws, nullptr);
+    if (in.segs)
+      kg::attention_forward(B(A.qkv16), W, *in.segs, view, nh, scale, Bm(A.attn), qd, F(A.lse), ws, s);
+    else
+      kg::attn::launch_forward_tiles(static_cast<const kg::attn::Tile*>(in.tiles), in.n_tiles, B(A.qkv16), W,
+                                     view, nh / nkv, scale, Bm(A.attn), qd, F(A.lse), s);
     section("fwd.gemm.o");
-    kg::gemm_forward(mode_, R, H, qd, B(A.attn), qd, B(L.w_o), qd, Elem::F32, F(x), H, true, nullptr);
-    if (L.o_bias.defined()) kg::launch_add_bias(Elem::F32, F(x), R, H, H, F(L.o_bias), nullptr);
+    kg::gemm_forward(mode, R, H, qd, B(A.attn), qd, B(L.w_o), qd, Elem::F32, F(x), H, true, s);
+    if (L.o_bias.defined()) kg::launch_add_bias(Elem::F32, F(x), R, H, H, F(L.o_bias), s);
     section("fwd.norm");
     if (st) A.x_mid = x.clone();
     need(A.h2, {R, H}, DType::BF16);
     need(A.rstd2, {R}, DType::F32);
     kg::launch_rmsnorm_forward(Elem::F32, F(x), H, F(L.post_norm), R, 1, int(H), eps, Elem::BF16,
-                               A.h2.data(), H, F(A.rstd2), nullptr);
+                               A.h2.data(), H, F(A.rstd2), s);
     need(A.gu, {R, 2 * I}, DType::BF16);
     section("fwd.gemm.gate_up");
-    kg::gemm_forward(mode_, R, 2 * I, H, B(A.h2), H, B(L.w_gu), H, Elem::BF16, A.gu.data(), 2 * I, false, nullptr);
+    kg::gemm_forward(mode, R, 2 * I, H, B(A.h2), H, B(L.w_gu), H, Elem::BF16, A.gu.data(), 2 * I, false, s);
     need(A.act, {R, I}, DType::BF16);
     section("fwd.swiglu");
-    kg::launch_swiglu_forward(B(A.gu), R, I, Bm(A.act), nullptr);
+    kg::launch_swiglu_forward(B(A.gu), R, I, Bm(A.act), s);
     section("fwd.gemm.down");
-    kg::gemm_forward(mode_, R, H, I, B(A.act), I, B(L.w_down), I, Elem::F32, F(x), H, true, nullptr);
+    kg::gemm_forward(mode, R, H, I, B(A.act), I, B(L.w_down), I, Elem::F32, F(x), H, true, s);
     kg::check_last_launch("GPU model layer");
   }
 
   // Final norm on every row (row-local, cheap), lm_head on the rows that need logits.
   section("fwd.lm_head");
-  Tensor rstd_f = dev({R}, DType::F32), hf = dev({R, H}, DType::BF16);
-  kg::launch_rmsnorm_forward(Elem::F32, F(x), H, F(final_norm_), R, 1, int(H), eps, Elem::BF16,
-                             hf.data(), H, F(rstd_f), nullptr);
-  Tensor logits = dev({n_logits, V}, DType::F32);
-  const Tensor& lm = lm_head_bf16();
+  need(fs.rstd_f, {R}, DType::F32);
+  need(fs.hf, {R, H}, DType::BF16);
+  kg::launch_rmsnorm_forward(Elem::F32, F(x), H, F(m.final_norm()), R, 1, int(H), eps, Elem::BF16,
+                             fs.hf.data(), H, F(fs.rstd_f), s);
+  if (fs.n_logits != in.n_logits) {
+    fs.logits = dev({in.n_logits, V}, DType::F32);
+    fs.n_logits = in.n_logits;
+  }
+  const Tensor& lm = m.lm_head_bf16();
+  int64_t at = 0;
+  for (const auto& [first, rows] : in.logit_runs) {
+    kg::gemm_forward(mode, rows, V, H, B(fs.hf) + first * H, H, B(lm), H, Elem::F32, F(fs.logits) + at * V, V,
+                     false, s);
+    at += rows;
+  }
   if (st) {
-    kg::gemm_forward(mode_, R, V, H, B(hf), H, B(lm), H, Elem::F32, F(logits), V, false, nullptr);
     st->x_final = x;
-    st->rstd_f = rstd_f;
-    st->hf = hf;
-  } else {
-    // Rows that need logits, merged into runs of consecutive rows (a decode step is one run).
-    int64_t at = 0, run_first = 0, run_rows = 0;
-    auto flush = [&] {
-      if (run_rows == 0) return;
-      kg::gemm_forward(mode_, run_rows, V, H, B(hf) + run_first * H, H, B(lm), H, Elem::F32,
-                       F(logits) + at * V, V, false, nullptr);
-      at += run_rows;
-      run_rows = 0;
-    };
-    for (size_t s = 0; s < chunks.size(); ++s) {
-      const int nl = chunks[s].n_logits;
-      if (nl == 0) continue;
-      const int64_t first = offset[s] + int64_t(chunks[s].tokens.size()) - nl;
-      if (run_rows > 0 && first != run_first + run_rows) flush();
-      if (run_rows == 0) run_first = first;
-      run_rows += nl;
-    }
-    flush();
+    st->rstd_f = fs.rstd_f;
+    st->hf = fs.hf;
   }
   kg::check_last_launch("GPU model head");
-  return logits;
 }
 
 std::vector<std::vector<float>> forward_train(GpuModel& m, const std::vector<std::vector<int32_t>>& seqs,

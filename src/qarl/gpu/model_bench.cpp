@@ -3,10 +3,14 @@
 //   model_decode_b{1,64}_{fast,exact}: generate 128 new tokens after a 128-token prompt,
 //     greedy; tokens/s as transformers' generate is timed (prefill included), and the decode
 //     step against the roofline "bf16 weights read once per step" (GB/s of weight bytes);
+//     b1 also with the CUDA graphs off (_nograph: what launching costs);
+//   model_decode_gemm_*: the decode step's products alone, by mode and exact tile;
 //   model_train_{fast,exact}: one training step of 8 x 1024 tokens (forward, backward of a
 //     token-mean loss, clipping, AdamW); TFLOP/s at 6 x params x tokens.
 #include <algorithm>
 #include <chrono>
+#include <functional>
+#include <memory>
 
 #include <cuda_runtime.h>
 #include <fmt/format.h>
@@ -19,6 +23,8 @@
 #include "qarl/gpu/section_timer.h"
 #include "qarl/gpu/train_state.h"
 #include "qarl/kernels/cuda/device.h"
+#include "qarl/kernels/cuda/gemm.h"
+#include "qarl/kernels/cuda/gemm_internal.h"
 #include "qarl/perf/registry.h"
 
 namespace qarl::perf {
@@ -56,43 +62,124 @@ std::vector<std::vector<int32_t>> random_tokens(int batch, int len, int vocab, u
   return s;
 }
 
-std::vector<Result> run_model(const Options& opt) {
-  const io::HFConfig cfg = qwen3_06b(opt.quick);
+struct BenchModel {
+  io::HFConfig cfg;
+  std::unique_ptr<gpu::GpuModel> m;
+  double params = 0, wbytes = 0;
+  std::string shape;
+};
+
+BenchModel make_model(const Options& opt) {
+  BenchModel b;
+  b.cfg = qwen3_06b(opt.quick);
   const double t_init = now_s();
-  model::Model host = model::Model::random_init(cfg, 1234);
-  gpu::GpuModel m(host, gpu::GemmMode::kFast);
-  const double params = double(m.num_params());
-  const double wbytes = double(m.weight_bytes_bf16());
-  log_info("bench model: Qwen3-0.6B shape ({} layers), {:.0f} M params, init {:.1f} s", cfg.num_hidden_layers,
-           params / 1e6, now_s() - t_init);
+  model::Model host = model::Model::random_init(b.cfg, 1234);
+  b.m = std::make_unique<gpu::GpuModel>(host, gpu::GemmMode::kFast);
+  b.params = double(b.m->num_params());
+  b.wbytes = double(b.m->weight_bytes_bf16());
+  log_info("bench model: Qwen3-0.6B shape ({} layers), {:.0f} M params, init {:.1f} s", b.cfg.num_hidden_layers,
+           b.params / 1e6, now_s() - t_init);
+  b.shape = fmt::format("{}L h{} v{}", b.cfg.num_hidden_layers, b.cfg.hidden_size, b.cfg.vocab_size);
+  return b;
+}
+
+std::vector<Result> run_decode(const Options& opt) {
+  BenchModel bm = make_model(opt);
+  gpu::GpuModel& m = *bm.m;
+  const io::HFConfig& cfg = bm.cfg;
   std::vector<Result> out;
-  const std::string shape = fmt::format("{}L h{} v{}", cfg.num_hidden_layers, cfg.hidden_size, cfg.vocab_size);
   const int prompt = 128, gen = opt.quick ? 16 : 128;
   for (gpu::GemmMode mode : {gpu::GemmMode::kFast, gpu::GemmMode::kExact}) {
     m.set_gemm_mode(mode);
     const char* mn = kernels::gpu::gemm_mode_name(mode);
-    for (int batch : {1, 64}) {
+    // b1 also without graphs: the launch overhead the graphs remove.
+    for (auto [batch, graphs] : {std::pair{1, true}, {64, true}, {1, false}}) {
       rollout::SamplingParams p;
       p.temperature = 0.0f;
       p.max_new_tokens = gen;
       const auto prompts = random_tokens(batch, prompt, cfg.vocab_size, 7);
-      gpu::generate(m, prompts, [&] { auto q = p; q.max_new_tokens = 4; return q; }(), 1);  // warm-up
+      std::vector<rollout::GenRequest> reqs, warm;
+      for (const auto& pr : prompts) {
+        rollout::GenRequest q;
+        q.prompt = pr;
+        q.params = p;
+        reqs.push_back(q);
+        q.params.max_new_tokens = 4;
+        warm.push_back(q);
+      }
+      gpu::GenerateOptions go;
+      go.seed = 1;
+      go.cuda_graphs = graphs;
+      gpu::generate(m, warm, go);  // warm-up
       cudaDeviceSynchronize();
       gpu::GenerateStats st;
       const double t0 = now_s();
-      gpu::generate(m, prompts, p, 1, &st);
+      gpu::generate(m, reqs, go, {}, &st);
       const double total = now_s() - t0;
       const double step_s = st.decode_s / std::max<int64_t>(1, st.decode_steps);
-      Result r{fmt::format("model_decode_b{}_{}", batch, mn), "BF16", shape, step_s, wbytes, 0,
+      Result r{fmt::format("model_decode_b{}_{}{}", batch, mn, graphs ? "" : "_nograph"), "BF16", bm.shape, step_s,
+               bm.wbytes, 0,
                fmt::format("{:.1f} tok/s generate ({} prompt + {} new, prefill {:.1f} ms); decode step "
-                           "{:.2f} ms = {:.0f} tok/s; GB/s = weights read per step",
+                           "{:.3f} ms = {:.0f} tok/s ({} of {} steps from CUDA graphs); GB/s = weights read per step",
                            double(batch) * gen / total, prompt, gen, st.prefill_s * 1e3, step_s * 1e3,
-                           batch / step_s)};
+                           batch / step_s, st.graph_steps, st.decode_steps)};
       r.metrics = {{"tokens_per_s", double(batch) * gen / total}, {"decode_step_s", step_s},
-                   {"decode_tokens_per_s", batch / step_s}, {"prefill_s", st.prefill_s}};
+                   {"decode_tokens_per_s", batch / step_s}, {"prefill_s", st.prefill_s},
+                   {"graph_steps", double(st.graph_steps)}};
       out.push_back(r);
     }
   }
+  return out;
+}
+
+// The decode step's matrix products alone (M = 1 and 64, Qwen3-0.6B shapes): the fast mode's
+// dispatch, cuBLAS, and every exact configuration that suits M, against the time to read W.
+std::vector<Result> run_decode_gemm(const Options& opt) {
+  namespace kg = kernels::gpu;
+  struct Shape { const char* name; int64_t N, K; };
+  const Shape shapes[] = {{"qkv", 4096, 1024}, {"o", 1024, 2048}, {"gate_up", 6144, 1024},
+                          {"down", 1024, 3072}, {"lm_head", opt.quick ? 4099 : 151936, 1024}};
+  std::vector<Result> out;
+  for (const Shape& sh : shapes) {
+    Tensor W = Tensor::empty({sh.N, sh.K}, DType::BF16, Device::CUDA);
+    cudaMemset(W.data(), 0x11, size_t(W.nbytes()));
+    for (int64_t M : {int64_t(1), int64_t(64)}) {
+      Tensor A = Tensor::empty({M, sh.K}, DType::BF16, Device::CUDA);
+      cudaMemset(A.data(), 0x22, size_t(A.nbytes()));
+      Tensor C = Tensor::empty({M, sh.N}, DType::F32, Device::CUDA);
+      const auto* a = static_cast<const kg::bf16*>(A.data());
+      const auto* w = static_cast<const kg::bf16*>(W.data());
+      auto add = [&](const std::string& what, const std::function<void()>& fn) {
+        const double t = kg::time_median_s(fn, 3, opt.quick ? 5 : 20);
+        out.push_back(Result{fmt::format("model_decode_gemm_{}_m{}_{}", sh.name, M, what), "BF16",
+                             fmt::format("{}x{}x{}", M, sh.N, sh.K), t, double(W.nbytes()), 0,
+                             "GB/s = W read once"});
+      };
+      add("fast", [&] { kg::gemm_forward(kg::GemmMode::kFast, M, sh.N, sh.K, a, sh.K, w, sh.K, kg::Elem::F32, C.data(), sh.N, false, nullptr); });
+      add("cublas", [&] { kg::detail::cublas_forward(M, sh.N, sh.K, a, sh.K, w, sh.K, kg::Elem::F32, C.data(), sh.N, false, nullptr); });
+      add("exact", [&] { kg::gemm_forward(kg::GemmMode::kExact, M, sh.N, sh.K, a, sh.K, w, sh.K, kg::Elem::F32, C.data(), sh.N, false, nullptr); });
+      for (int c = 0; c < kg::detail::gemm_exact_config_count(); ++c) {
+        const std::string name = kg::detail::gemm_exact_config_name(c);
+        if (name.rfind("skinny 16", 0) != 0 && name.rfind("decode", 0) != 0 && !(M == 64 && name.rfind("skinny 64", 0) == 0))
+          continue;
+        std::string tag = name;
+        for (char& ch : tag) if (ch == ' ') ch = '_';
+        add("exact_" + tag, [&] {
+          kg::detail::launch_gemm_exact_as(c, M, sh.N, sh.K, a, sh.K, w, sh.K, kg::Elem::F32, C.data(), sh.N, false, nullptr);
+        });
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<Result> run_train(const Options& opt) {
+  BenchModel bm = make_model(opt);
+  gpu::GpuModel& m = *bm.m;
+  const io::HFConfig& cfg = bm.cfg;
+  const double params = bm.params;
+  const std::string& shape = bm.shape;
+  std::vector<Result> out;
   // Training step: 8 x 1024 tokens (2 x 256 in quick mode).
   const int tb = opt.quick ? 2 : 8, tl = opt.quick ? 256 : 1024;
   const auto seqs = random_tokens(tb, tl, cfg.vocab_size, 11);
@@ -163,9 +250,12 @@ std::vector<Result> run_model(const Options& opt) {
 }  // namespace
 
 void add_gpu_model_benchmarks(Registry& r) {
-  r.add(Case{"model", Backend::CUDA,
-             "GPU model on the Qwen3-0.6B shape: generate b1/b64 and a training step, fast and exact GEMM",
-             run_model});
+  r.add(Case{"model_decode", Backend::CUDA,
+             "GPU model on the Qwen3-0.6B shape: generate b1/b64, fast and exact GEMM", run_decode});
+  r.add(Case{"model_decode_gemm", Backend::CUDA,
+             "the decode step's matrix products (M = 1, 64) by mode and exact tile", run_decode_gemm});
+  r.add(Case{"model_train", Backend::CUDA,
+             "GPU model on the Qwen3-0.6B shape: a training step, fast and exact GEMM", run_train});
 }
 
 }  // namespace qarl::perf

@@ -1,6 +1,7 @@
 // Argument checks and dispatch of the GPU matrix products (gemm.h): kFast and the backward
-// products go to cuBLAS (gemm_cublas.cpp), kExact to qarl's batch-invariant kernel
-// (gemm_exact.cu). Compiled in every build; without CUDA the products throw.
+// products go to cuBLAS (gemm_cublas.cpp), except kFast with 1-4 rows of aligned operands
+// (decode), which takes the W-streaming GEMV (gemm_gemv.cu); kExact goes to qarl's
+// batch-invariant kernel (gemm_exact.cu). Compiled in every build; without CUDA the products throw.
 #include "qarl/kernels/cuda/gemm.h"
 
 #include <cstring>
@@ -56,9 +57,14 @@ void gemm_forward(GemmMode mode, int64_t M, int64_t N, int64_t K, const bf16* A,
         detail::launch_gemm_exact(M, N, K, A, lda, W, ldw, c_t, C, ldc, accumulate, stream);
     if (!e.empty())
       throw runtime_err("{} C[{},{}] = A[{},{}] W[{},{}]^T ({}): {}", what, M, N, M, K, N, K,
-                        detail::gemm_exact_config(M, N, detail::gemm_exact_aligned(K, A, lda, W, ldw)), e);
-  } else
+                        detail::gemm_exact_config(M, N, K, detail::gemm_exact_aligned(K, A, lda, W, ldw)), e);
+  } else if (detail::gemv_fast_applies(M, K, A, lda, W, ldw)) {
+    const std::string e =
+        detail::launch_gemv_fast(M, N, K, A, lda, W, ldw, c_t, C, ldc, accumulate, stream);
+    if (!e.empty()) throw runtime_err("{} C[{},{}] = A[{},{}] W[{},{}]^T (GEMV): {}", what, M, N, M, K, N, K, e);
+  } else {
     detail::cublas_forward(M, N, K, A, lda, W, ldw, c_t, C, ldc, accumulate, stream);
+  }
 #else
   no_cuda(what);
 #endif

@@ -1,5 +1,6 @@
 // Matrix products of the GPU model, bf16 inputs with fp32 accumulation, in two modes:
-//   kFast  - cuBLAS (cublasLt / cublasGemmEx), whatever algorithm it picks;
+//   kFast  - cuBLAS (cublasLt / cublasGemmEx), whatever algorithm it picks; for 1-4 rows of
+//            aligned operands (decode) a W-streaming GEMV (gemm_gemv.cu) instead;
 //   kExact - qarl's own batch-invariant kernel: tile configurations chosen by shape that all
 //            run the same per-element mma.sync k16 chain (no split-K, K reduced in one fixed
 //            order), so element (i, j) of C is the same bits for every M, every position of

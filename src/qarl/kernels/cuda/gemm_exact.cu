@@ -26,6 +26,7 @@
 
 #include <string>
 
+#include "qarl/kernels/cuda/gemm_exact_decode.cuh"
 #include "qarl/kernels/cuda/gemm_exact_large.cuh"
 #include "qarl/kernels/cuda/gemm_exact_ptx.cuh"
 #include "qarl/kernels/cuda/gemm_internal.h"
@@ -228,15 +229,30 @@ std::string launch_large_tile(Args p, bool aligned, Elem c_t, bool accumulate, c
 }
 
 // Every configuration, by index (pick() chooses one; tests force each in turn).
-enum Pick : int { kSkinny16, kSkinny32, kSkinny64, kMid, kBig, kLargeB, kLargeAP, kLargeCP, kNumPicks };
+enum Pick : int {
+  kSkinny16, kSkinny32, kSkinny64, kMid, kBig, kLargeB, kLargeAP, kLargeCP, kDecode, kDecodeWide, kNumPicks
+};
 const char* const kConfigNames[kNumPicks] = {
     "skinny 16x16x128", "skinny 32x16x128", "skinny 64x16x128", "mid 64x64x32", "big 128x128x32",
-    "large 128x128x64 x2", "large 128x256x64 persistent", "large 128x128x64 x2 w64x32 persistent"};
+    "large 128x128x64 x2", "large 128x256x64 persistent", "large 128x128x64 x2 w64x32 persistent",
+    "decode 16x8x128 8-stage", "decode 16x8x256 5-stage"};
+
+// The decode tiles (gemm_exact_decode.cuh): one warp per 8 columns, A staged whole.
+using DecodeA = DecodeTile<128, 8>;
+using DecodeB = DecodeTile<256, 5>;
+
+template <class T>
+std::string launch_decode_tile(Args p, bool aligned, Elem c_t, bool accumulate, cudaStream_t s) {
+  if (!aligned) return "the decode tiles need K, lda, ldw multiples of 8 and 16-byte aligned A, W";
+  return c_t == Elem::F32 ? launch_decode<T, float>(p, accumulate, s)
+                          : launch_decode<T, __nv_bfloat16>(p, accumulate, s);
+}
 
 // The tile for an M x N output: skinny tiles stream W for decode; once 128x128 tiles fill
 // every SM, the large 128x128 tile (aligned operands: its copies are 16-byte cp.async) or
 // the padded 128x128 tile with guarded loads; 64x64 below that.
-Pick pick(int64_t M, int64_t N, bool aligned) {
+Pick pick(int64_t M, int64_t N, int64_t K, bool aligned) {
+  if (M <= 8 && aligned && decode_smem_bytes<DecodeA>(M, K) <= kDecodeMaxSmem) return kDecode;
   if (M <= 16) return kSkinny16;
   if (M <= 32) return kSkinny32;
   if (M <= 64) return kSkinny64;
@@ -255,6 +271,8 @@ std::string launch_as(int config, Args p, bool aligned, Elem c_t, bool accumulat
     case kLargeB: return launch_large_tile<LargeB, false>(p, aligned, c_t, accumulate, s);
     case kLargeAP: return launch_large_tile<LargeA, true>(p, aligned, c_t, accumulate, s);
     case kLargeCP: return launch_large_tile<LargeC, true>(p, aligned, c_t, accumulate, s);
+    case kDecode: return launch_decode_tile<DecodeA>(p, aligned, c_t, accumulate, s);
+    case kDecodeWide: return launch_decode_tile<DecodeB>(p, aligned, c_t, accumulate, s);
     default: return "no tile configuration " + std::to_string(config);
   }
 }
@@ -266,8 +284,8 @@ bool gemm_exact_aligned(int64_t K, const bf16* A, int64_t lda, const bf16* W, in
          reinterpret_cast<uintptr_t>(W) % 16 == 0;
 }
 
-const char* gemm_exact_config(int64_t M, int64_t N, bool aligned) {
-  return kConfigNames[pick(M, N, aligned)];
+const char* gemm_exact_config(int64_t M, int64_t N, int64_t K, bool aligned) {
+  return kConfigNames[pick(M, N, K, aligned)];
 }
 int gemm_exact_config_count() { return kNumPicks; }
 const char* gemm_exact_config_name(int config) {
@@ -286,7 +304,7 @@ std::string launch_gemm_exact(int64_t M, int64_t N, int64_t K, const bf16* A, in
                        const bf16* W, int64_t ldw, Elem c_t, void* C, int64_t ldc,
                        bool accumulate, void* stream) {
   const bool aligned = gemm_exact_aligned(K, A, lda, W, ldw);
-  return launch_gemm_exact_as(pick(M, N, aligned), M, N, K, A, lda, W, ldw, c_t, C, ldc,
+  return launch_gemm_exact_as(pick(M, N, K, aligned), M, N, K, A, lda, W, ldw, c_t, C, ldc,
                               accumulate, stream);
 }
 

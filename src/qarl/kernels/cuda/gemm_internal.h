@@ -18,7 +18,7 @@ std::string launch_gemm_exact(int64_t M, int64_t N, int64_t K, const bf16* A, in
 bool gemm_exact_aligned(int64_t K, const bf16* A, int64_t lda, const bf16* W, int64_t ldw);
 // Which tile configuration launch_gemm_exact uses for M x N ("large 128x256x64", ...), for
 // error messages, benchmark notes and tests.
-const char* gemm_exact_config(int64_t M, int64_t N, bool aligned);
+const char* gemm_exact_config(int64_t M, int64_t N, int64_t K, bool aligned);
 // Every configuration by index 0 .. gemm_exact_config_count() - 1, and a launch forcing one
 // (tests check that all of them give the same bits). The large tiles need aligned operands
 // (else the launch returns an error); the others take any shape.
@@ -27,6 +27,14 @@ const char* gemm_exact_config_name(int config);
 std::string launch_gemm_exact_as(int config, int64_t M, int64_t N, int64_t K, const bf16* A,
                                  int64_t lda, const bf16* W, int64_t ldw, Elem c_t, void* C,
                                  int64_t ldc, bool accumulate, void* stream);
+
+// kFast for decode-sized M (gemm_gemv.cu): a W-streaming GEMV for 1 .. kGemvMaxM rows of
+// aligned operands (gemv_fast_applies); "" when launched, else what failed.
+inline constexpr int64_t kGemvMaxM = 4;
+bool gemv_fast_applies(int64_t M, int64_t K, const bf16* A, int64_t lda, const bf16* W, int64_t ldw);
+std::string launch_gemv_fast(int64_t M, int64_t N, int64_t K, const bf16* A, int64_t lda,
+                             const bf16* W, int64_t ldw, Elem c_t, void* C, int64_t ldc,
+                             bool accumulate, void* stream);
 
 // cuBLAS (gemm_cublas.cpp), arguments already checked, output non-empty.
 void cublas_forward(int64_t M, int64_t N, int64_t K, const bf16* A, int64_t lda, const bf16* W,
