@@ -20,6 +20,7 @@
 #include "qarl/gpu/generate.h"
 #include "qarl/gpu/gpu_adamw.h"
 #include "qarl/gpu/gpu_model.h"
+#include "qarl/gpu/paged_cache.h"
 #include "qarl/gpu/section_timer.h"
 #include "qarl/gpu/train_state.h"
 #include "qarl/kernels/cuda/device.h"
@@ -128,6 +129,25 @@ std::vector<Result> run_decode(const Options& opt) {
                    {"graph_steps", double(st.graph_steps)}};
       out.push_back(r);
     }
+    // Where a batch-1 decode step's GPU time goes: one eager step (kernels launched one by one,
+    // so a section also holds the GPU's idle time between its launches) after a 128-token
+    // prefill, CUDA events between the model's section marks.
+    {
+      gpu::PagedCache cache = gpu::PagedCache::for_sequences(cfg.num_hidden_layers, cfg.num_key_value_heads,
+                                                             cfg.head_dim, 1, prompt + 2);
+      const auto pr = random_tokens(1, prompt, cfg.vocab_size, 9);
+      m.forward({gpu::Chunk{0, pr[0], 0, 1}}, cache);
+      m.forward({gpu::Chunk{0, {pr[0][0]}, prompt, 1}}, cache);  // warm
+      cache.release(0);
+      m.forward({gpu::Chunk{0, pr[0], 0, 1}}, cache);
+      cudaDeviceSynchronize();
+      gpu::SectionTimer timer;
+      m.forward({gpu::Chunk{0, {pr[0][0]}, prompt, 1}}, cache);
+      const auto sections = timer.totals();
+      log_info("model_decode_b1_{}: GPU time by section, one eager decode step:\n{}", mn,
+               gpu::format_sections(sections));
+      for (const auto& [name, sec] : sections) out.back().metrics.emplace_back("b1_eager_section_s." + name, sec);
+    }
   }
   return out;
 }
@@ -160,8 +180,8 @@ std::vector<Result> run_decode_gemm(const Options& opt) {
       add("exact", [&] { kg::gemm_forward(kg::GemmMode::kExact, M, sh.N, sh.K, a, sh.K, w, sh.K, kg::Elem::F32, C.data(), sh.N, false, nullptr); });
       for (int c = 0; c < kg::detail::gemm_exact_config_count(); ++c) {
         const std::string name = kg::detail::gemm_exact_config_name(c);
-        if (name.rfind("skinny 16", 0) != 0 && name.rfind("decode", 0) != 0 && !(M == 64 && name.rfind("skinny 64", 0) == 0))
-          continue;
+        const bool m64 = name.rfind("skinny 64", 0) == 0 || name.rfind("mid", 0) == 0 || name.rfind("big", 0) == 0;
+        if (M == 1 ? name.rfind("skinny 16", 0) != 0 && name.rfind("decode", 0) != 0 : !m64) continue;
         std::string tag = name;
         for (char& ch : tag) if (ch == ' ') ch = '_';
         add("exact_" + tag, [&] {
