@@ -15,6 +15,7 @@
 #include <cuda_runtime.h>
 #include <fmt/format.h>
 
+#include "qarl/core/error.h"
 #include "qarl/core/log.h"
 #include "qarl/core/rng.h"
 #include "qarl/gpu/generate.h"
@@ -61,6 +62,64 @@ std::vector<std::vector<int32_t>> random_tokens(int batch, int len, int vocab, u
   for (auto& v : s)
     for (int i = 0; i < len; ++i) v.push_back(int32_t(rng.below(uint64_t(vocab))));
   return s;
+}
+
+// The decode step's matrix products alone, as the step runs them (28 layers x 4 + lm_head,
+// one CUDA graph, the model's own weights): the graph's time against the whole step's is how
+// much of a decode step the GEMMs are, the rest being the small kernels between them.
+double graph_gemm_step_s(gpu::GpuModel& m, int64_t B) {
+  namespace kg = kernels::gpu;
+  const io::HFConfig& c = m.config();
+  const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
+  const int64_t qd = m.q_dim(), W = qd + 2 * int64_t(m.kv_dim());
+  auto bf = [](const Tensor& t) { return static_cast<const kg::bf16*>(t.data()); };
+  Tensor h1 = Tensor::zeros({B, H}, DType::BF16, Device::CUDA), attn = Tensor::zeros({B, qd}, DType::BF16, Device::CUDA);
+  Tensor act = Tensor::zeros({B, I}, DType::BF16, Device::CUDA), gu = Tensor::empty({B, 2 * I}, DType::BF16, Device::CUDA);
+  Tensor qkv = Tensor::empty({B, W}, DType::F32, Device::CUDA), x = Tensor::zeros({B, H}, DType::F32, Device::CUDA);
+  Tensor logits = Tensor::empty({B, V}, DType::F32, Device::CUDA);
+  const kg::GemmMode mode = m.gemm_mode();
+  cudaStream_t s = nullptr;
+  cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+  auto products = [&] {
+    for (int l = 0; l < c.num_hidden_layers; ++l) {
+      const gpu::GpuLayer& L = m.layer(l);
+      kg::gemm_forward(mode, B, W, H, bf(h1), H, bf(L.w_qkv), H, kg::Elem::F32, qkv.data(), W, false, s);
+      kg::gemm_forward(mode, B, H, qd, bf(attn), qd, bf(L.w_o), qd, kg::Elem::F32, x.data(), H, true, s);
+      kg::gemm_forward(mode, B, 2 * I, H, bf(h1), H, bf(L.w_gu), H, kg::Elem::BF16, gu.data(), 2 * I, false, s);
+      kg::gemm_forward(mode, B, H, I, bf(act), I, bf(L.w_down), I, kg::Elem::F32, x.data(), H, true, s);
+    }
+    kg::gemm_forward(mode, B, V, H, bf(h1), H, bf(m.lm_head_bf16()), H, kg::Elem::F32, logits.data(), V, false, s);
+  };
+  products();  // warm (attributes, cuBLAS workspace for this stream)
+  cudaStreamSynchronize(s);
+  cudaGraph_t g = nullptr;
+  cudaGraphExec_t ge = nullptr;
+  cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed);
+  products();
+  cudaStreamEndCapture(s, &g);
+  double sec = -1;
+  if (g && cudaGraphInstantiate(&ge, g, 0) == cudaSuccess) {
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0);
+    cudaEventCreate(&e1);
+    cudaGraphLaunch(ge, s);
+    const int reps = 20;
+    cudaEventRecord(e0, s);
+    for (int i = 0; i < reps; ++i) cudaGraphLaunch(ge, s);
+    cudaEventRecord(e1, s);
+    cudaEventSynchronize(e1);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, e0, e1);
+    sec = ms * 1e-3 / reps;
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    cudaGraphExecDestroy(ge);
+  }
+  if (g) cudaGraphDestroy(g);
+  cudaStreamSynchronize(s);
+  cudaStreamDestroy(s);
+  kernels::gpu::check_last_launch("bench: GEMM-only decode graph");
+  return sec;
 }
 
 struct BenchModel {
@@ -127,6 +186,11 @@ std::vector<Result> run_decode(const Options& opt) {
       r.metrics = {{"tokens_per_s", double(batch) * gen / total}, {"decode_step_s", step_s},
                    {"decode_tokens_per_s", batch / step_s}, {"prefill_s", st.prefill_s},
                    {"graph_steps", double(st.graph_steps)}};
+      if (graphs) {
+        const double gemm_s = graph_gemm_step_s(m, batch);
+        r.note += fmt::format("; its GEMMs alone (one graph): {:.3f} ms", gemm_s * 1e3);
+        r.metrics.emplace_back("gemm_graph_s", gemm_s);
+      }
       out.push_back(r);
     }
     // Where a batch-1 decode step's GPU time goes: one eager step (kernels launched one by one,
@@ -160,6 +224,18 @@ std::vector<Result> run_decode_gemm(const Options& opt) {
   const Shape shapes[] = {{"qkv", 4096, 1024}, {"o", 1024, 2048}, {"gate_up", 6144, 1024},
                           {"down", 1024, 3072}, {"lm_head", opt.quick ? 4099 : 151936, 1024}};
   std::vector<Result> out;
+  // The exact chain's link: a batch-1 exact product of depth K is >= ceil(K/16) of these.
+  for (int chains : {1, 4}) {
+    double ns = 0, cyc = 0;
+    const int links = 1 << 16;
+    const std::string e = kg::detail::mma_chain_probe(links, chains, &ns, &cyc);
+    if (!e.empty()) throw runtime_err("mma chain probe: {}", e);
+    out.push_back(Result{fmt::format("model_decode_gemm_mma_chain_x{}", chains), "BF16",
+                         fmt::format("{} links", links), ns * 1e-9, 0, 0,
+                         fmt::format("one warp, {} dependent chain(s): {:.1f} ns = {:.1f} SM cycles per link "
+                                     "(time = per link)", chains, ns, cyc),
+                         {{"ns_per_link", ns}, {"cycles_per_link", cyc}}});
+  }
   for (const Shape& sh : shapes) {
     Tensor W = Tensor::empty({sh.N, sh.K}, DType::BF16, Device::CUDA);
     cudaMemset(W.data(), 0x11, size_t(W.nbytes()));
@@ -180,8 +256,8 @@ std::vector<Result> run_decode_gemm(const Options& opt) {
       add("exact", [&] { kg::gemm_forward(kg::GemmMode::kExact, M, sh.N, sh.K, a, sh.K, w, sh.K, kg::Elem::F32, C.data(), sh.N, false, nullptr); });
       for (int c = 0; c < kg::detail::gemm_exact_config_count(); ++c) {
         const std::string name = kg::detail::gemm_exact_config_name(c);
-        const bool m64 = name.rfind("skinny 64", 0) == 0 || name.rfind("mid", 0) == 0 || name.rfind("big", 0) == 0;
-        if (M == 1 ? name.rfind("skinny 16", 0) != 0 && name.rfind("decode", 0) != 0 : !m64) continue;
+        const bool m64 = name.rfind("skinny 64", 0) == 0 || name.rfind("mid", 0) == 0;
+        if (M == 1 ? name.rfind("skinny 16", 0) != 0 : !m64) continue;
         std::string tag = name;
         for (char& ch : tag) if (ch == ' ') ch = '_';
         add("exact_" + tag, [&] {

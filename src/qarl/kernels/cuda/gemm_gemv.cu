@@ -19,7 +19,7 @@ namespace qarl::kernels::gpu::detail {
 namespace {
 
 constexpr int kWarps = 8;   // W rows per CTA
-constexpr int kUnroll = 8;  // 16-byte W chunks in flight per lane (and as many prefetched)
+constexpr int kUnroll = 4;  // 16-byte W chunks in flight per lane
 
 __device__ __forceinline__ float lo_f(uint32_t v) { return __uint_as_float(v << 16); }
 __device__ __forceinline__ float hi_f(uint32_t v) { return __uint_as_float(v & 0xffff0000u); }
@@ -28,36 +28,30 @@ template <int MR, class OutT>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(Args p, bool accumulate) {
   extern __shared__ uint4 sa[];  // A: MR rows of K/8 chunks
   const int64_t kc = p.K / 8;
-  const int lane = int(threadIdx.x) & 31;
-  const int64_t n = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
-  const bool row_ok = n < p.N;
-  const uint4* w = reinterpret_cast<const uint4*>(p.W + (row_ok ? n : 0) * p.ldw);
-  // W chunks c0 + 32 u of this lane (zeros past K); W is read once: streamed past L1.
-  auto load = [&](uint4 (&v)[kUnroll], int64_t c0) {
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t c = c0 + int64_t(u) * 32;
-      v[u] = row_ok && c < kc ? __ldcs(w + c) : make_uint4(0, 0, 0, 0);
-    }
-  };
-  uint4 cur[kUnroll], nxt[kUnroll];
-  load(cur, lane);  // in flight while A is staged
   for (int64_t c = threadIdx.x; c < MR * kc; c += blockDim.x) {
     const int64_t r = c / kc, k = c % kc;
     sa[c] = r < p.M ? *reinterpret_cast<const uint4*>(p.A + r * p.lda + k * 8) : make_uint4(0, 0, 0, 0);
   }
   __syncthreads();
-  if (!row_ok) return;
+  const int lane = int(threadIdx.x) & 31;
+  const int64_t n = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  if (n >= p.N) return;
+  const uint4* w = reinterpret_cast<const uint4*>(p.W + n * p.ldw);
   float acc[MR];
 #pragma unroll
   for (int m = 0; m < MR; ++m) acc[m] = 0.0f;
   for (int64_t c0 = lane; c0 < kc; c0 += 32 * kUnroll) {
-    if (c0 + 32 * kUnroll < kc) load(nxt, c0 + 32 * kUnroll);  // the next chunks in flight
+    uint4 wv[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t c = c0 + int64_t(u) * 32;
+      wv[u] = c < kc ? __ldcs(w + c) : make_uint4(0, 0, 0, 0);  // W is read once: stream it
+    }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t c = c0 + int64_t(u) * 32;
       if (c >= kc) break;
-      const uint32_t wr[4] = {cur[u].x, cur[u].y, cur[u].z, cur[u].w};
+      const uint32_t wr[4] = {wv[u].x, wv[u].y, wv[u].z, wv[u].w};
 #pragma unroll
       for (int m = 0; m < MR; ++m) {
         const uint4 av = sa[m * kc + c];
@@ -69,8 +63,6 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(Args p, bool accumula
         }
       }
     }
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) cur[u] = nxt[u];
   }
 #pragma unroll
   for (int m = 0; m < MR; ++m) {

@@ -36,6 +36,10 @@ std::string launch_gemv_fast(int64_t M, int64_t N, int64_t K, const bf16* A, int
                              const bf16* W, int64_t ldw, Elem c_t, void* C, int64_t ldc,
                              bool accumulate, void* stream);
 
+// Benchmark probe (mma_chain_probe.cu): one warp runs `links` dependent mma.sync.m16n8k16 on
+// each of `chains` (1 or 4) interleaved accumulators; ns and SM cycles per link. "" or what failed.
+std::string mma_chain_probe(int links, int chains, double* ns_per_link, double* cycles_per_link);
+
 // cuBLAS (gemm_cublas.cpp), arguments already checked, output non-empty.
 void cublas_forward(int64_t M, int64_t N, int64_t K, const bf16* A, int64_t lda, const bf16* W,
                     int64_t ldw, Elem c_t, void* C, int64_t ldc, bool accumulate, void* stream);
