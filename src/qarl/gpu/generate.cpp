@@ -1,5 +1,6 @@
 #include "qarl/gpu/generate.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <deque>
@@ -169,7 +170,8 @@ std::vector<rollout::SampleOutput> generate(GpuModel& m, std::vector<rollout::Ge
       cudaMemcpyAsync(val_h, val_d.data(), size_t(n) * 4, cudaMemcpyDeviceToHost, cs);
     }
     // Sampled rows: the whole row, in runs of consecutive sampled rows.
-    logits_h.resize(size_t(n) * size_t(V));
+    if (!std::all_of(active.begin(), active.begin() + n, [&](const Sample& a) { return reqs[a.req].params.greedy(); }))
+      logits_h.resize(size_t(n) * size_t(V));
     for (int64_t r = 0; r < n;) {
       if (reqs[active[size_t(r)].req].params.greedy()) {
         ++r;
