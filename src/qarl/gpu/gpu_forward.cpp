@@ -192,7 +192,8 @@ void run_forward(GpuModel& m, const ForwardRows& in, PagedCache& cache, ForwardS
     if (in.segs)
       kg::attention_forward(B(A.qkv16), W, *in.segs, view, nh, scale, Bm(A.attn), qd, F(A.lse), ws, s);
     else
-      kg::attn::launch_forward_tiles(static_cast<const kg::attn::Tile*>(in.tiles), in.n_tiles, B(A.qkv16), W,
+      // One-row tiles of 4 warps, what attention_forward plans for one-row segments.
+      kg::attn::launch_forward_tiles(static_cast<const kg::attn::Tile*>(in.tiles), in.n_tiles, 4, B(A.qkv16), W,
                                      view, nh / nkv, scale, Bm(A.attn), qd, F(A.lse), s);
     section("fwd.gemm.o");
     kg::gemm_forward(mode, R, H, qd, B(A.attn), qd, B(L.w_o), qd, Elem::F32, F(x), H, true, s);

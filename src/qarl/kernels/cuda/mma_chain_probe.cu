@@ -27,7 +27,7 @@ __global__ void mma_chain_kernel(int links, float* out, long long* cycles) {
   const long long t0 = clock64();
   for (int l = 0; l < links; ++l)
 #pragma unroll
-    for (int c = 0; c < kChains; ++c) mma_bf16_16816(acc[c], a, b0, b1);
+    for (int c = 0; c < kChains; ++c) mma_bf16(acc[c], a, b0, b1);
   const long long t1 = clock64();
   float s = 0;
   for (int c = 0; c < kChains; ++c)
