@@ -216,6 +216,45 @@ TEST(CudaModelOps, RmsNormBackwardMatchesCpu) {
         }
 }
 
+// The one-row-per-group backward sums dw inside the dx kernel (rmsnorm_backward_dw_kernel)
+// unless dx aliases dy; both paths must give the same bits: dx, and dw accumulated onto a
+// nonzero start. Rows over several 32-row chunks with a short last one, dims not multiples of
+// 32, and the Qwen3 hidden size.
+TEST(CudaModelOps, RmsNormBackwardFusedDwEqualsColumnSumBitwise) {
+  SKIP_WITHOUT_GPU();
+  SEEDED();
+  int k = 0;
+  for (const auto& [rows, dim] : std::vector<std::pair<int64_t, int>>{{1, 7}, {33, 1000}, {300, 1024}, {97, 45}})
+    for (bool accumulate : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << "rows " << rows << " dim " << dim << " accumulate " << accumulate);
+      const int64_t xs = dim + 3;
+      const auto x = test::random_normal(size_t(rows * dim), 2.0f, seed + k++);
+      const auto dy = test::random_normal(size_t(rows * dim), 1.0f, seed + k++);
+      const auto w = test::random_normal(size_t(dim), 1.0f, seed + k++);
+      const auto dw0 = test::random_normal(size_t(dim), 1.0f, seed + k++);
+      const auto dx0 = test::random_normal(size_t(rows * dim), 1.0f, seed + k++);
+      Tensor xd = upload(x, rows, dim, xs, DType::F32), wd = upload(w);
+      Tensor yd = upload({}, rows, dim, dim, DType::BF16), rd = poisoned(rows, DType::F32);
+      gpu::launch_rmsnorm_forward(Elem::F32, xd.data(), xs, f32p(wd), rows, 1, dim, 1e-6f,
+                                  Elem::BF16, yd.data(), dim, f32p(rd), nullptr);
+      // Fused: dx apart from dy.
+      Tensor gd = upload(dy, rows, dim, dim, DType::F32), dwf = upload(dw0);
+      Tensor dxf = accumulate ? upload(dx0, rows, dim, dim, DType::F32) : poisoned(rows * dim, DType::F32);
+      gpu::launch_rmsnorm_backward(Elem::F32, gd.data(), dim, Elem::F32, xd.data(), xs, f32p(wd),
+                                   f32p(rd), rows, 1, dim, f32p(dxf), dim, accumulate, f32p(dwf), nullptr);
+      // Column-sum path: dx aliasing dy (the buffer starts as dy, or as dx0 + ... via accumulate).
+      Tensor dwu = upload(dw0);
+      Tensor g2 = upload(dy, rows, dim, dim, DType::F32);
+      gpu::launch_rmsnorm_backward(Elem::F32, g2.data(), dim, Elem::F32, xd.data(), xs, f32p(wd),
+                                   f32p(rd), rows, 1, dim, f32p(g2), dim, false, f32p(dwu), nullptr);
+      EXPECT_TRUE(same_bits(download(dwf), download(dwu))) << "dw";
+      auto want = download(g2, rows, dim, dim);
+      if (accumulate)
+        for (size_t i = 0; i < want.size(); ++i) want[i] = dx0[i] + want[i];
+      EXPECT_TRUE(same_bits(download(dxf, rows, dim, dim), want)) << "dx";
+    }
+}
+
 // ---- RoPE -----------------------------------------------------------------------------------
 
 TEST(CudaModelOps, RopeMatchesCpuBitwise) {

@@ -10,6 +10,7 @@
 #include "qarl/kernels/cuda/device.h"
 #include "qarl/kernels/cuda/model_ops.h"
 #include "qarl/train/adamw.h"
+#include "qarl/train/schedule.h"
 #include "test_util.h"
 
 namespace qarl {
@@ -22,7 +23,7 @@ namespace gpu = kernels::gpu;
 
 // ---- AdamW ----------------------------------------------------------------------------------
 
-TEST(CudaModelOps, AdamWBitwiseEqualsTrainAdamW) {
+TEST(CudaModelOps, AdamWBitwiseEqualsTrainAdamWWithClipping) {
   SKIP_WITHOUT_GPU();
   SEEDED();
   train::AdamWOptions o;
@@ -54,13 +55,23 @@ TEST(CudaModelOps, AdamWBitwiseEqualsTrainAdamW) {
       grads[name] = Tensor::from_f32(gv, {p.first});
       gdev[name] = upload(gv);
     }
+    // Steps 2 and 3 clip (step 2's gradients are large): the CPU scales its gradients, the
+    // GPU step reads the unscaled ones with the same coefficient (AdamWScalars::grad_scale).
+    float coef = 1.0f;
+    if (step == 2 || step == 3) {
+      const double norm = train::clip_grad_norm(grads, 1.0);
+      if (norm > 1.0) coef = float(1.0 / (norm + 1e-6));
+      if (step == 2) {
+        EXPECT_NE(coef, 1.0f) << "the clip must do something";
+      }
+    }
     cpu.step(grads, lr);
     // The scalars exactly as train::AdamW::step computes them.
     const double bc1 = 1.0 - std::pow(o.beta1, double(step));
     const double bc2_sqrt = std::sqrt(1.0 - std::pow(o.beta2, double(step)));
     for (const auto& [name, p] : params) {
       gpu::AdamWScalars s{o.beta1, o.beta2, o.eps, p.second ? lr * o.weight_decay : 0.0,
-                          lr / bc1, bc2_sqrt};
+                          lr / bc1, bc2_sqrt, coef};
       Dev& d = dev[name];
       gpu::launch_adamw_step(f32p(d.master), f32p(d.m), f32p(d.v), f32p(gdev[name]), p.first, s,
                              bf16p(d.working), nullptr);

@@ -19,7 +19,8 @@ GpuAdamW::GpuAdamW(GpuModel& m, train::AdamWOptions o) : m_(m), o_(o) {
   }
 }
 
-double GpuAdamW::grad_norm(const GpuGrads& g) const {
+double GpuAdamW::grad_norm(GpuGrads& g) const {
+  g.apply_clip_scale();
   Tensor acc = Tensor::zeros({1}, DType::F64, Device::CUDA);
   kg::launch_sum_squares(g.flat.data_as<float>(), g.flat.numel(), acc.data_as<double>(), nullptr);
   kg::check_last_launch("gradient norm");
@@ -29,9 +30,7 @@ double GpuAdamW::grad_norm(const GpuGrads& g) const {
 double GpuAdamW::clip(GpuGrads& g, double max_norm) const {
   const double n = grad_norm(g);
   if (max_norm > 0 && n > max_norm && std::isfinite(n)) {
-    const float s = float(max_norm / (n + 1e-6));
-    kg::launch_scale(g.flat.data_as<float>(), g.flat.numel(), s, nullptr);
-    kg::check_last_launch("gradient clipping");
+    g.clip_scale = float(max_norm / (n + 1e-6));  // train::clip_grad_norm's coefficient
   }
   return n;
 }
@@ -45,6 +44,7 @@ void GpuAdamW::step(const GpuGrads& g, double lr) {
   s.eps = o_.eps;
   s.step_size = lr / (1.0 - std::pow(b1, double(step_)));
   s.bc2_sqrt = std::sqrt(1.0 - std::pow(b2, double(step_)));
+  s.grad_scale = g.clip_scale;
   for (const auto& name : m_.param_names()) {
     const Tensor p = m_.master(name);
     auto& [mm, vv] = moments_.at(name);

@@ -15,9 +15,11 @@ namespace qarl::gpu {
 class GpuAdamW {
  public:
   GpuAdamW(GpuModel& m, train::AdamWOptions o = {});
-  // Global L2 norm of all gradients (computed on the device, fp64 accumulation).
-  double grad_norm(const GpuGrads& g) const;
+  // Global L2 norm of all gradients (computed on the device, fp64 accumulation; a pending
+  // clip coefficient is applied first).
+  double grad_norm(GpuGrads& g) const;
   // Scales the gradients so their global norm is at most max_norm; returns the norm before.
+  // The scaling is recorded in g.clip_scale and applied by step() as it reads them.
   double clip(GpuGrads& g, double max_norm) const;
   void step(const GpuGrads& g, double lr);
   int64_t step_count() const { return step_; }

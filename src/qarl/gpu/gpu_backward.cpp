@@ -92,6 +92,14 @@ GpuGrads::GpuGrads(const GpuModel& m) {
 void GpuGrads::zero() {
   cudaMemsetAsync(flat.data(), 0, flat.nbytes(), nullptr);
   kg::check_last_launch("zero gradients");
+  clip_scale = 1.0f;
+}
+
+void GpuGrads::apply_clip_scale() {
+  if (clip_scale == 1.0f) return;
+  kg::launch_scale(flat.data_as<float>(), flat.numel(), clip_scale, nullptr);
+  kg::check_last_launch("gradient clipping");
+  clip_scale = 1.0f;
 }
 
 void backward(GpuModel& m, TrainState& st, const std::vector<std::vector<float>>& d_logprobs,
@@ -109,6 +117,7 @@ void backward(GpuModel& m, TrainState& st, const std::vector<std::vector<float>>
     throw err("GPU backward: no training forward to go back through (or it was consumed)");
   if (d_logprobs.size() != st.segs.size())
     throw err("GPU backward: {} gradient rows for {} sequences", d_logprobs.size(), st.segs.size());
+  G.apply_clip_scale();  // accumulating onto clipped gradients: make the clip real first
 
   // dLoss/dlogprob per row (0 on each sequence's last row, which has no target).
   std::vector<float> g(size_t(R), 0.0f);

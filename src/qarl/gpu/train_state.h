@@ -49,6 +49,11 @@ struct GpuGrads {
   Tensor embed, lm_head, final_norm;
   std::map<std::string, Tensor> by_name;
   Tensor flat;  // F32: every gradient above is a view into it (padding between them is 0)
+  // The gradients are flat * clip_scale: GpuAdamW::clip records its coefficient here and the
+  // AdamW step applies it while reading (one pass over the gradients fewer). zero() resets
+  // it; apply_clip_scale() multiplies it in (backward() does before accumulating).
+  float clip_scale = 1.0f;
+  void apply_clip_scale();
 };
 
 // The training forward: every token of every sequence (all start at position 0). Returns

@@ -24,7 +24,7 @@ __global__ void adamw_kernel(float* __restrict__ master, float* __restrict__ m,
        i += int64_t(gridDim.x) * blockDim.x) {
     // double pi = double(p[i]) * (1.0 - decay);
     double pi = __dmul_rn(double(master[i]), one_m_decay);
-    const double gi = double(grad[i]);
+    const double gi = double(s.grad_scale == 1.0f ? grad[i] : __fmul_rn(grad[i], s.grad_scale));
     // mi = b1 * m + (1 - b1) * gi ;  vi = b2 * v + (1 - b2) * gi * gi
     const double mi = __dadd_rn(__dmul_rn(s.beta1, double(m[i])), __dmul_rn(one_m_b1, gi));
     const double vi =

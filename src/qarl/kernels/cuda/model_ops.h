@@ -58,11 +58,13 @@ void launch_qkv_prepare(const float* qkv, int64_t rows, int n_heads, int n_kv_he
 // Its backward, bitwise the chain clip mask -> rope backward -> rmsnorm backward -> cast: dqkv
 // [rows, W] fp32 holds the attention's dq, dk, dv; k/v gradients are zeroed where the K/V
 // quantizer clipped (k_pre / v_pre [rows, n_kv*head_dim] bf16 pre-quantizer values, |x| >
-// amax or NaN; null: no mask), q and k rotated back; dqkv keeps that fp32 gradient (the norms'
-// dy); out [rows, W] bf16 gets the gradient of the projection (through the norms when given:
-// qkv_lin = the norms' input, the forward's fp32 projection, and its rstds); dq_norm /
-// dk_norm (fp32 [head_dim], may be null) += the norm weights' gradients. With q_norm and
-// k_norm null, dqkv ends as the projection's gradient in fp32 too.
+// amax or NaN; null: no mask), q and k rotated back; out [rows, W] bf16 gets the gradient of
+// the projection (through the norms when given: qkv_lin = the norms' input, the forward's fp32
+// projection, and its rstds); dq_norm / dk_norm (fp32 [head_dim], may be null) += the norm
+// weights' gradients. With q_norm and k_norm null, dqkv ends as the projection's gradient in
+// fp32 too (the bias's gradient reads it); with both norms its contents afterwards are
+// unspecified (the fused kernel leaves it unchanged; a fallback for very large shapes leaves
+// the rotated gradient there).
 void launch_qkv_prepare_backward(float* dqkv, const float* qkv_lin, int64_t rows, int n_heads,
                                  int n_kv_heads, int head_dim, const float* q_norm,
                                  const float* k_norm, const float* q_rstd, const float* k_rstd,
@@ -104,6 +106,9 @@ struct AdamWScalars {
   double decay;     // lr * weight_decay, or 0 for exempt parameters
   double step_size; // lr / (1 - beta1^t)
   double bc2_sqrt;  // sqrt(1 - beta2^t)
+  // The gradient is read as grad * grad_scale in fp32 (RNE): the CPU clip's `g *= coef`
+  // folded into the step, which saves the clip's own pass over every gradient.
+  float grad_scale = 1.0f;
 };
 // master, m, v updated in place, bitwise equal to train::AdamW::step; working (may be null)
 // = bf16(master) (RNE), the copy the GEMMs read.

@@ -15,6 +15,11 @@ namespace {
 
 constexpr int kBlock = 256;
 
+// A warp's group (dim <= 1024 = 32 x kPerLane) is loaded into registers in one go, each lane
+// its elements t, t+32, ... (kPerLane independent loads in flight instead of a load-then-add
+// chain), then summed in the same order as the strided loop: the bits do not change.
+constexpr int kPerLane = 32;
+
 template <class DI, class DO, int T>
 __global__ void __launch_bounds__(kBlock)
     rmsnorm_forward_kernel(const typename DI::raw* x, int64_t xs, const float* __restrict__ w,
@@ -27,16 +32,80 @@ __global__ void __launch_bounds__(kBlock)
   const int64_t r = q / groups, g = q - r * groups;
   const typename DI::raw* xr = x + r * xs + g * dim;
   typename DO::raw* yr = y + r * ys + g * dim;
-  double ss = 0.0;
-  for (int i = t; i < dim; i += T) {
-    const double v = DI::load(xr[i]);
-    ss += v * v;
+  if constexpr (T == 32) {
+    float xv[kPerLane];
+#pragma unroll
+    for (int k = 0; k < kPerLane; ++k) xv[k] = t + 32 * k < dim ? DI::load(xr[t + 32 * k]) : 0.0f;
+    double ss = 0.0;
+#pragma unroll
+    for (int k = 0; k < kPerLane; ++k)
+      if (t + 32 * k < dim) {
+        const double v = xv[k];
+        ss += v * v;
+      }
+    ss = ops::warp_reduce<ops::SumOp>(ss);
+    const float var = __double2float_rn(ss / double(dim));
+    const float rs = 1.0f / sqrtf(var + eps);
+    if (rstd && t == 0) rstd[q] = rs;
+#pragma unroll
+    for (int k = 0; k < kPerLane; ++k)
+      if (t + 32 * k < dim) yr[t + 32 * k] = DO::store(w[t + 32 * k] * (xv[k] * rs));
+  } else {
+    double ss = 0.0;
+    for (int i = t; i < dim; i += T) {
+      const double v = DI::load(xr[i]);
+      ss += v * v;
+    }
+    ss = ops::block_reduce<ops::SumOp, T>(ss, 0.0, shm);
+    const float var = __double2float_rn(ss / double(dim));
+    const float rs = 1.0f / sqrtf(var + eps);
+    if (rstd && t == 0) rstd[q] = rs;
+    for (int i = t; i < dim; i += T) yr[i] = DO::store(w[i] * (DI::load(xr[i]) * rs));
   }
-  ss = ops::block_reduce<ops::SumOp, T>(ss, 0.0, shm);
-  const float var = __double2float_rn(ss / double(dim));
-  const float rs = 1.0f / sqrtf(var + eps);
-  if (rstd && t == 0) rstd[q] = rs;
-  for (int i = t; i < dim; i += T) yr[i] = DO::store(w[i] * (DI::load(xr[i]) * rs));
+}
+
+// One group's dx (T == 32: from registers, as the forward). Each thread rewrites only the
+// elements it read itself: dx may alias dy.
+template <class DG, class DI, int T>
+__device__ __forceinline__ void rmsnorm_backward_group(const typename DG::raw* gr,
+                                                       const typename DI::raw* xr,
+                                                       const float* __restrict__ w, double rs,
+                                                       int dim, float* dxr, bool accumulate,
+                                                       double* shm) {
+  const int t = threadIdx.x % T;
+  if constexpr (T == 32) {
+    float gv[kPerLane], xv[kPerLane];
+#pragma unroll
+    for (int k = 0; k < kPerLane; ++k) {
+      const bool in = t + 32 * k < dim;
+      gv[k] = in ? DG::load(gr[t + 32 * k]) : 0.0f;
+      xv[k] = in ? DI::load(xr[t + 32 * k]) : 0.0f;
+    }
+    double dot = 0.0;  // sum_i g_i w_i x_i
+#pragma unroll
+    for (int k = 0; k < kPerLane; ++k)
+      if (t + 32 * k < dim) dot += double(gv[k]) * double(w[t + 32 * k]) * double(xv[k]);
+    dot = ops::warp_reduce<ops::SumOp>(dot);
+    const double c = dot * rs * rs * rs / double(dim);
+#pragma unroll
+    for (int k = 0; k < kPerLane; ++k) {
+      const int i = t + 32 * k;
+      if (i >= dim) continue;
+      const float v = __double2float_rn(double(gv[k]) * double(w[i]) * rs - c * double(xv[k]));
+      dxr[i] = accumulate ? dxr[i] + v : v;
+    }
+  } else {
+    double dot = 0.0;
+    for (int i = t; i < dim; i += T)
+      dot += double(DG::load(gr[i])) * double(w[i]) * double(DI::load(xr[i]));
+    dot = ops::block_reduce<ops::SumOp, T>(dot, 0.0, shm);
+    const double c = dot * rs * rs * rs / double(dim);
+    for (int i = t; i < dim; i += T) {
+      const float v = __double2float_rn(double(DG::load(gr[i])) * double(w[i]) * rs -
+                                        c * double(DI::load(xr[i])));
+      dxr[i] = accumulate ? dxr[i] + v : v;
+    }
+  }
 }
 
 template <class DG, class DI, int T>
@@ -46,24 +115,40 @@ __global__ void __launch_bounds__(kBlock)
                             const float* __restrict__ rstd, int64_t nq, int groups, int dim,
                             float* dx, int64_t dxs, bool accumulate) {
   __shared__ double shm[32];
-  const int t = threadIdx.x % T;
   const int64_t q = int64_t(blockIdx.x) * (kBlock / T) + threadIdx.x / T;
   if (q >= nq) return;
   const int64_t r = q / groups, g = q - r * groups;
-  const typename DG::raw* gr = dy + r * dys + g * dim;
-  const typename DI::raw* xr = x + r * xs + g * dim;
-  float* dxr = dx + r * dxs + g * dim;
-  double dot = 0.0;  // sum_i g_i w_i x_i
-  for (int i = t; i < dim; i += T)
-    dot += double(DG::load(gr[i])) * double(w[i]) * double(DI::load(xr[i]));
-  dot = ops::block_reduce<ops::SumOp, T>(dot, 0.0, shm);
-  const double rs = rstd[q];
-  const double c = dot * rs * rs * rs / double(dim);
-  // Each thread rewrites only the elements it read itself: dx may alias dy.
-  for (int i = t; i < dim; i += T) {
-    const float v = __double2float_rn(double(DG::load(gr[i])) * double(w[i]) * rs -
-                                      c * double(DI::load(xr[i])));
-    dxr[i] = accumulate ? dxr[i] + v : v;
+  rmsnorm_backward_group<DG, DI, T>(dy + r * dys + g * dim, x + r * xs + g * dim, w, rstd[q], dim,
+                                    dx + r * dxs + g * dim, accumulate, shm);
+}
+
+// One row per group (groups == 1, dim <= 1024), dw fused: a block takes the 32 rows of one
+// column-sum chunk (column_sum_add's chunk of 32 items), a warp per row for dx, then each
+// thread sums dy * x * rstd over the chunk's rows in order for its columns (DwTerm and
+// column_partial_kernel's arithmetic: the bits are the same) while dy and x are still in L2,
+// instead of a second pass reading them from memory. dx must not alias dy.
+constexpr int kChunkRows = 32;
+template <class DG, class DI>
+__global__ void __launch_bounds__(kBlock)
+    rmsnorm_backward_dw_kernel(const typename DG::raw* dy, int64_t dys, const typename DI::raw* x,
+                               int64_t xs, const float* __restrict__ w,
+                               const float* __restrict__ rstd, int64_t rows, int dim, float* dx,
+                               int64_t dxs, bool accumulate, double* __restrict__ part) {
+  const int warp = threadIdx.x / 32;
+  const int64_t r0 = int64_t(blockIdx.x) * kChunkRows;
+  const int nr = int(min(int64_t(kChunkRows), rows - r0));
+  for (int lr = warp; lr < nr; lr += kBlock / 32) {
+    const int64_t r = r0 + lr;
+    rmsnorm_backward_group<DG, DI, 32>(dy + r * dys, x + r * xs, w, rstd[r], dim, dx + r * dxs,
+                                       accumulate, nullptr);
+  }
+  for (int c = threadIdx.x; c < dim; c += kBlock) {
+    double s = 0.0;
+    for (int lr = 0; lr < nr; ++lr) {
+      const int64_t r = r0 + lr;
+      s += double(DG::load(dy[r * dys + c])) * double(DI::load(x[r * xs + c])) * double(rstd[r]);
+    }
+    part[int64_t(blockIdx.x) * dim + c] = s;
   }
 }
 
@@ -131,6 +216,20 @@ void launch_rmsnorm_backward(Elem dy_t, const void* dy, int64_t dy_stride, Elem 
       using DI = decltype(di);
       auto gp = static_cast<const typename DG::raw*>(dy);
       auto xp = static_cast<const typename DI::raw*>(x);
+      // The fused dw path: one row per group, a warp per row, dx apart from dy, and the
+      // column sum's chunks of 32 rows (it keeps 32 while there are at most 65535 chunks).
+      const int64_t chunks = (nq + kChunkRows - 1) / kChunkRows;
+      if (dw && groups == 1 && wpg && chunks <= 65535 &&
+          static_cast<const void*>(dx) != static_cast<const void*>(dy)) {
+        ops::Scratch part(size_t(chunks) * size_t(dim) * sizeof(double), st);
+        rmsnorm_backward_dw_kernel<DG, DI><<<unsigned(chunks), kBlock, 0, st>>>(
+            gp, dy_stride, xp, x_stride, w, rstd, nq, dim, dx, dx_stride, accumulate,
+            part.as<double>());
+        constexpr int kF = 256;  // column_sum_add's finish: a warp per column
+        ops::column_finish_kernel<><<<unsigned((int64_t(dim) * 32 + kF - 1) / kF), kF, 0, st>>>(
+            part.as<double>(), chunks, dim, dw);
+        return;
+      }
       // dw first: dx may overwrite dy.
       if (dw)
         ops::column_sum_add(DwTerm<DG, DI>{gp, dy_stride, xp, x_stride, rstd, groups, dim}, nq,
