@@ -171,6 +171,9 @@ __global__ void __launch_bounds__(kWarps * 32)
 // double, items in order: column_partial_kernel's arithmetic, so the bits are the same). This
 // drops the fp32 write of the rotated gradients and the column sums' second read of them and
 // of the projection (~200 MB per layer at 8 x 1024 on Qwen3-0.6B). dqkv stays as it was.
+// A lane's values of one head are held in registers: elements lane, lane+32, ... (kPer of
+// them, kPer * 32 >= head_dim), all loads of an item issued before any arithmetic.
+template <int kPer>
 __global__ void __launch_bounds__(kWarps * 32)
     qkv_prepare_backward_norm_kernel(const float* __restrict__ dqkv,
                                      const float* __restrict__ qkv_lin, int64_t rows, int n_heads,
@@ -186,7 +189,7 @@ __global__ void __launch_bounds__(kWarps * 32)
                                      double* __restrict__ q_part, double* __restrict__ k_part) {
   extern __shared__ float smem[];
   const int qk = n_heads + n_kv, heads = qk + n_kv;
-  float* gbuf = smem;                         // [rb][qk][hd]: rotated gradients of q, k heads
+  float* gbuf = smem;                             // [rb][qk][hd]: rotated q, k gradients
   float* scratch = smem + int64_t(rb) * qk * hd;  // [kWarps][hd]
   const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
   const int64_t W = int64_t(heads) * hd, kd = int64_t(n_kv) * hd;
@@ -201,50 +204,61 @@ __global__ void __launch_bounds__(kWarps * 32)
     const bool is_q = h < n_heads, is_k = !is_q && h < qk;
     const bf16* pre = is_k ? k_pre : is_q ? nullptr : v_pre;
     const float amax = is_k ? k_amax : v_amax;
-    const int64_t pre_off = r * kd + int64_t(is_k ? h - n_heads : h - qk) * hd;
+    const bf16* pr = pre ? pre + r * kd + int64_t(is_k ? h - n_heads : h - qk) * hd : nullptr;
+    const float* x = qkv_lin + r * W + int64_t(h) * hd;
+    float gv[kPer], xv[kPer];
+#pragma unroll
+    for (int k = 0; k < kPer; ++k) {
+      const int i = lane + 32 * k;
+      const bool in = i < hd;
+      gv[k] = in ? g[i] : 0.0f;
+      // The clip mask: a NaN pre-quantizer value also zeroes (launch_clip_mask's test).
+      if (pr && in && !(fabsf(dev::BF16::load(pr[i])) <= amax)) gv[k] = 0.0f;
+      xv[k] = in && (is_q || is_k) ? x[i] : 0.0f;
+    }
     if (!is_q && !is_k) {  // v: masked, rounded
-#pragma unroll 4
-      for (int i = lane; i < hd; i += 32) {
-        float v = g[i];
-        if (pre && !(fabsf(dev::BF16::load(pre[pre_off + i])) <= amax)) v = 0.0f;
-        o[i] = dev::BF16::store(v);
-      }
+#pragma unroll
+      for (int k = 0; k < kPer; ++k)
+        if (lane + 32 * k < hd) o[lane + 32 * k] = dev::BF16::store(gv[k]);
       continue;
     }
-    float* s = scratch + warp * hd;
-#pragma unroll 4
-    for (int i = lane; i < hd; i += 32) {
-      float v = g[i];
-      if (pre && !(fabsf(dev::BF16::load(pre[pre_off + i])) <= amax)) v = 0.0f;
-      s[i] = v;
-    }
+    float* sw = scratch + warp * hd;
+#pragma unroll
+    for (int k = 0; k < kPer; ++k)
+      if (lane + 32 * k < hd) sw[lane + 32 * k] = gv[k];
     __syncwarp();
     float* gb = gbuf + (int64_t(lr) * qk + h) * hd;
     const int64_t t0 = int64_t(positions[r]) * half;
-#pragma unroll 2
     for (int i = lane; i < half; i += 32) {  // rope_kernel<F32, true>'s expressions
       const float c = cos_t[t0 + i], sn = sin_t[t0 + i];
-      const float x1 = s[i], x2 = s[i + half];
+      const float x1 = sw[i], x2 = sw[i + half];
       gb[i] = x1 * c + x2 * sn;
       gb[i + half] = x2 * c - x1 * sn;
     }
-    __syncwarp();  // gb is read by other lanes below; s is rewritten by the next item
+    __syncwarp();  // gb is read by other lanes below; sw is rewritten by the next item
     const float* w = is_q ? q_norm : k_norm;
-    const float* x = qkv_lin + r * W + int64_t(h) * hd;
     double dot = 0.0;
-#pragma unroll 4
-    for (int i = lane; i < hd; i += 32) dot += double(gb[i]) * double(w[i]) * double(x[i]);
+#pragma unroll
+    for (int k = 0; k < kPer; ++k) {
+      const int i = lane + 32 * k;
+      gv[k] = i < hd ? gb[i] : 0.0f;
+      if (i < hd) dot += double(gv[k]) * double(w[i]) * double(xv[k]);
+    }
     dot = ops::warp_reduce<ops::SumOp>(dot);
     const double rs = is_q ? q_rstd[r * n_heads + h] : k_rstd[r * n_kv + (h - n_heads)];
     const double c = dot * rs * rs * rs / double(hd);
-#pragma unroll 4
-    for (int i = lane; i < hd; i += 32)
-      o[i] = dev::BF16::store(
-          __double2float_rn(double(gb[i]) * double(w[i]) * rs - c * double(x[i])));
+#pragma unroll
+    for (int k = 0; k < kPer; ++k) {
+      const int i = lane + 32 * k;
+      if (i < hd)
+        o[i] = dev::BF16::store(
+            __double2float_rn(double(gv[k]) * double(w[i]) * rs - c * double(xv[k])));
+    }
   }
   if (!q_part) return;  // no weight gradients wanted (block-uniform)
   __syncthreads();
   // Chunk partial sums of the two norms' dw: chunk k holds items 32k .. 32k+31 of its norm.
+  // The chunk's 32 terms are loaded first, then added in item order.
   for (int which = 0; which < 2; ++which) {
     const int groups = which == 0 ? n_heads : n_kv, goff = which == 0 ? 0 : n_heads;
     const float* rstd = which == 0 ? q_rstd : k_rstd;
@@ -254,13 +268,21 @@ __global__ void __launch_bounds__(kWarps * 32)
     const int chunks = (items + 31) / 32;
     for (int wi = threadIdx.x; wi < chunks * hd; wi += blockDim.x) {
       const int ck = wi / hd, c = wi - ck * hd;
-      const int j1 = min(items, ck * 32 + 32);
       double acc = 0.0;
-      for (int j = ck * 32; j < j1; ++j) {
-        const int lr = j / groups, h = j - lr * groups;
-        const int64_t r = r0 + lr;
-        acc += double(gbuf[(int64_t(lr) * qk + goff + h) * hd + c]) *
-               double(qkv_lin[r * W + int64_t(goff + h) * hd + c]) * double(rstd[r * groups + h]);
+      for (int u0 = 0; u0 < 32; u0 += 8) {  // 8 terms loaded, then added (registers stay low)
+        float gj[8], xj[8], rj[8];
+#pragma unroll
+        for (int u = 0; u < 8; ++u) {
+          const int j = ck * 32 + u0 + u;
+          const int lr = j / groups, h = j - lr * groups;
+          const bool in = j < items;
+          gj[u] = in ? gbuf[(int64_t(lr) * qk + goff + h) * hd + c] : 0.0f;
+          xj[u] = in ? qkv_lin[(r0 + lr) * W + int64_t(goff + h) * hd + c] : 0.0f;
+          rj[u] = in ? rstd[(r0 + lr) * groups + h] : 0.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < 8; ++u)
+          if (ck * 32 + u0 + u < items) acc += double(gj[u]) * double(xj[u]) * double(rj[u]);
       }
       part[(first_chunk + ck) * hd + c] = acc;
     }
@@ -333,18 +355,23 @@ void launch_qkv_prepare_backward(float* dqkv, const float* qkv_lin, int64_t rows
   const bool want_dw = dq_norm && dk_norm;
   const int64_t q_chunks = (rows * n_heads + 31) / 32, k_chunks = (rows * n_kv_heads + 31) / 32;
   if (q_norm && k_norm && (dq_norm == nullptr) == (dk_norm == nullptr) &&
-      fused_smem <= 200 * 1024 && q_chunks <= 65535) {
-    if (fused_smem > 48 * 1024)
-      ops::check_cuda(cudaFuncSetAttribute(qkv_prepare_backward_norm_kernel,
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           int(fused_smem)),
-                      "qkv prepare backward (shared memory)");
+      fused_smem <= 200 * 1024 && q_chunks <= 65535 && head_dim <= 256) {
     ops::Scratch part(want_dw ? size_t(q_chunks + k_chunks) * size_t(head_dim) * sizeof(double) : 1, st);
     double* q_part = want_dw ? part.as<double>() : nullptr;
     double* k_part = want_dw ? q_part + q_chunks * head_dim : nullptr;
-    qkv_prepare_backward_norm_kernel<<<unsigned((rows + rb - 1) / rb), kWarps * 32, fused_smem, st>>>(
-        dqkv, qkv_lin, rows, n_heads, n_kv_heads, head_dim, rb, q_norm, k_norm, q_rstd, k_rstd,
-        k_pre, v_pre, k_amax, v_amax, positions, cos_t, sin_t, out, q_part, k_part);
+    auto launch = [&](auto kernel) {
+      if (fused_smem > 48 * 1024)
+        ops::check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             int(fused_smem)),
+                        "qkv prepare backward (shared memory)");
+      kernel<<<unsigned((rows + rb - 1) / rb), kWarps * 32, fused_smem, st>>>(
+          dqkv, qkv_lin, rows, n_heads, n_kv_heads, head_dim, rb, q_norm, k_norm, q_rstd, k_rstd,
+          k_pre, v_pre, k_amax, v_amax, positions, cos_t, sin_t, out, q_part, k_part);
+    };
+    if (head_dim <= 32) launch(qkv_prepare_backward_norm_kernel<1>);
+    else if (head_dim <= 64) launch(qkv_prepare_backward_norm_kernel<2>);
+    else if (head_dim <= 128) launch(qkv_prepare_backward_norm_kernel<4>);
+    else launch(qkv_prepare_backward_norm_kernel<8>);
     check_last_launch("qkv prepare backward");
     if (want_dw) {
       constexpr int kF = 256;  // column_sum_add's finish: a warp per column
