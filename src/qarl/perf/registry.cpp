@@ -22,6 +22,7 @@ const Registry& builtin_registry() {
     add_attention_benchmarks(reg);
 #if QARL_HAVE_CUDA
     add_gpu_model_benchmarks(reg);  // src/qarl/gpu (CUDA builds only)
+    add_model_ops_benchmarks(reg);
 #endif
     return reg;
   }();

@@ -69,5 +69,6 @@ void add_fake_quant_benchmarks(Registry& r);
 void add_gemm_benchmarks(Registry& r);  // gemm_cases.cpp
 void add_attention_benchmarks(Registry& r);  // CUDA builds only (no-op otherwise)
 void add_gpu_model_benchmarks(Registry& r);  // CUDA builds only
+void add_model_ops_benchmarks(Registry& r);  // model_ops_cases.cpp; CUDA builds only
 
 }  // namespace qarl::perf

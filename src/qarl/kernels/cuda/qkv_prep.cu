@@ -15,6 +15,7 @@
 // the transposed rotation, the per-head norms' input gradient and the bf16 rounding in one
 // pass (the chain was 0.33 ms per layer), then the norm weights' gradients as the chain's
 // column sums (rmsnorm.cu's DwTerm through ops::column_sum_add).
+#include <algorithm>
 #include <cstdint>
 #include <numeric>
 #include <cuda_runtime.h>
@@ -97,6 +98,105 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
+// The forward for head_dim = 32 * kPer (64, 128, 256), the same arithmetic from registers:
+// a lane holds elements lane + 32k of its head (the RoPE partner of element k < kPer/2 is its
+// own element k + kPer/2); a warp walks items (row, head) kRegWarps apart, with the next
+// item's projection and cos/sin loads issued before the current one is computed.
+constexpr int kRegWarps = 8;
+template <int kPer>
+__global__ void __launch_bounds__(kRegWarps * 32)
+    qkv_prepare_reg_kernel(const float* __restrict__ qkv, int64_t rows, int n_heads, int n_kv,
+                           const float* __restrict__ q_norm, const float* __restrict__ k_norm,
+                           float eps, const int32_t* __restrict__ positions,
+                           const float* __restrict__ cos_t, const float* __restrict__ sin_t,
+                           bf16* __restrict__ out, bf16* __restrict__ k_out,
+                           bf16* __restrict__ v_out, float* __restrict__ q_rstd,
+                           float* __restrict__ k_rstd) {
+  constexpr int hd = 32 * kPer, half = hd / 2;
+  const int lane = threadIdx.x & 31;
+  const int heads = n_heads + 2 * n_kv;
+  const int64_t W = int64_t(heads) * hd, kd = int64_t(n_kv) * hd;
+  const int64_t n_items = rows * heads;
+  const int64_t step = int64_t(gridDim.x) * kRegWarps;
+  struct Item {
+    float x[kPer], c[kPer / 2], s[kPer / 2];
+  };
+  auto load = [&](int64_t item) {
+    Item b;
+    const int64_t r = item / heads;
+    const int h = int(item - r * heads);
+    const float* x = qkv + r * W + int64_t(h) * hd;
+#pragma unroll
+    for (int k = 0; k < kPer; ++k) b.x[k] = x[lane + 32 * k];
+    if (h < n_heads + n_kv) {
+      const int64_t t0 = int64_t(positions[r]) * half;
+#pragma unroll
+      for (int k = 0; k < kPer / 2; ++k) {
+        b.c[k] = cos_t[t0 + lane + 32 * k];
+        b.s[k] = sin_t[t0 + lane + 32 * k];
+      }
+    }
+    return b;
+  };
+  int64_t item = int64_t(blockIdx.x) * kRegWarps + threadIdx.x / 32;
+  Item cur;
+  if (item < n_items) cur = load(item);
+  for (; item < n_items; item += step) {
+    Item next;
+    if (item + step < n_items) next = load(item + step);
+    const int64_t r = item / heads;
+    const int h = int(item - r * heads);
+    bf16* o = out + r * W + int64_t(h) * hd;
+    const bool is_q = h < n_heads, is_k = !is_q && h < n_heads + n_kv;
+    if (!is_q && !is_k) {  // v: rounded and copied
+      bf16* vo = v_out + r * kd + int64_t(h - n_heads - n_kv) * hd;
+#pragma unroll
+      for (int k = 0; k < kPer; ++k) {
+        const bf16 b = dev::BF16::store(cur.x[k]);
+        o[lane + 32 * k] = b;
+        vo[lane + 32 * k] = b;
+      }
+    } else {
+      float v[kPer];
+      const float* w = is_q ? q_norm : k_norm;
+      if (w) {
+        double ss = 0.0;
+#pragma unroll
+        for (int k = 0; k < kPer; ++k) {
+          const double d = cur.x[k];
+          ss += d * d;
+        }
+        ss = ops::warp_reduce<ops::SumOp>(ss);
+        const float var = __double2float_rn(ss / double(hd));
+        const float rs = 1.0f / sqrtf(var + eps);
+        if (lane == 0) {
+          if (is_q) q_rstd[r * n_heads + h] = rs;
+          else k_rstd[r * n_kv + (h - n_heads)] = rs;
+        }
+#pragma unroll
+        for (int k = 0; k < kPer; ++k) v[k] = w[lane + 32 * k] * (cur.x[k] * rs);
+      } else {
+#pragma unroll
+        for (int k = 0; k < kPer; ++k) v[k] = cur.x[k];
+      }
+      bf16* ko = is_k ? k_out + r * kd + int64_t(h - n_heads) * hd : nullptr;
+#pragma unroll
+      for (int k = 0; k < kPer / 2; ++k) {
+        const float x1 = v[k], x2 = v[k + kPer / 2];
+        const bf16 a = dev::BF16::store(x1 * cur.c[k] - x2 * cur.s[k]);
+        const bf16 b = dev::BF16::store(x2 * cur.c[k] + x1 * cur.s[k]);
+        o[lane + 32 * k] = a;
+        o[lane + 32 * k + half] = b;
+        if (ko) {
+          ko[lane + 32 * k] = a;
+          ko[lane + 32 * k + half] = b;
+        }
+      }
+    }
+    cur = next;
+  }
+}
+
 // One warp per (row, head), as the forward. g: the head's gradient from attention; masked by
 // the clip mask (k, v heads), rotated back (q, k), left in place in fp32 (the norm weights'
 // gradient reads it), and the norm's input gradient rounded to bf16 into out.
@@ -171,13 +271,27 @@ __global__ void __launch_bounds__(kWarps * 32)
 // double, items in order: column_partial_kernel's arithmetic, so the bits are the same). This
 // drops the fp32 write of the rotated gradients and the column sums' second read of them and
 // of the projection (~200 MB per layer at 8 x 1024 on Qwen3-0.6B). dqkv stays as it was.
-// A lane's values of one head are held in registers: elements lane, lane+32, ... (kPer of
-// them, kPer * 32 >= head_dim), all loads of an item issued before any arithmetic.
+//
+// head_dim = 32 * kPer (64, 128, 256): a lane holds elements lane + 32k of its head, and the
+// RoPE partner of element k (< kPer/2) is its own element k + kPer/2, so the rotation, the
+// norm's dot and the output stay in registers. Every global load of an item (gradient, clip
+// inputs, projection, cos/sin, rstd) is issued up front, and the next item's loads are issued
+// before the current one is computed: the loop is bound by memory, not by round trips.
+constexpr int kFusedWarps = 16;
+
 template <int kPer>
-__global__ void __launch_bounds__(kWarps * 32)
+struct BwdItem {
+  float g[kPer], x[kPer], c[kPer / 2], s[kPer / 2];
+  float rs;
+  int64_t r;
+  int h;
+};
+
+template <int kPer>
+__global__ void __launch_bounds__(kFusedWarps * 32)
     qkv_prepare_backward_norm_kernel(const float* __restrict__ dqkv,
                                      const float* __restrict__ qkv_lin, int64_t rows, int n_heads,
-                                     int n_kv, int hd, int rb, const float* __restrict__ q_norm,
+                                     int n_kv, int rb, const float* __restrict__ q_norm,
                                      const float* __restrict__ k_norm,
                                      const float* __restrict__ q_rstd,
                                      const float* __restrict__ k_rstd,
@@ -187,78 +301,89 @@ __global__ void __launch_bounds__(kWarps * 32)
                                      const float* __restrict__ cos_t,
                                      const float* __restrict__ sin_t, bf16* __restrict__ out,
                                      double* __restrict__ q_part, double* __restrict__ k_part) {
-  extern __shared__ float smem[];
+  constexpr int hd = 32 * kPer, half = hd / 2;
+  extern __shared__ float gbuf[];  // [rb][n_heads + n_kv][hd]: rotated q, k gradients
   const int qk = n_heads + n_kv, heads = qk + n_kv;
-  float* gbuf = smem;                             // [rb][qk][hd]: rotated q, k gradients
-  float* scratch = smem + int64_t(rb) * qk * hd;  // [kWarps][hd]
   const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
   const int64_t W = int64_t(heads) * hd, kd = int64_t(n_kv) * hd;
   const int64_t r0 = int64_t(blockIdx.x) * rb;
   const int nr = int(min(int64_t(rb), rows - r0));
-  const int half = hd / 2;
-  for (int it = warp; it < nr * heads; it += kWarps) {
-    const int lr = it / heads, h = it - lr * heads;
-    const int64_t r = r0 + lr;
-    const float* g = dqkv + r * W + int64_t(h) * hd;
-    bf16* o = out + r * W + int64_t(h) * hd;
+  const int n_items = nr * heads;
+
+  auto load = [&](int it) {
+    BwdItem<kPer> b;
+    const int lr = it / heads;
+    b.h = it - lr * heads;
+    b.r = r0 + lr;
+    const int h = b.h;
     const bool is_q = h < n_heads, is_k = !is_q && h < qk;
+    const float* g = dqkv + b.r * W + int64_t(h) * hd;
     const bf16* pre = is_k ? k_pre : is_q ? nullptr : v_pre;
     const float amax = is_k ? k_amax : v_amax;
-    const bf16* pr = pre ? pre + r * kd + int64_t(is_k ? h - n_heads : h - qk) * hd : nullptr;
-    const float* x = qkv_lin + r * W + int64_t(h) * hd;
-    float gv[kPer], xv[kPer];
+    const bf16* pr = pre ? pre + b.r * kd + int64_t(is_k ? h - n_heads : h - qk) * hd : nullptr;
 #pragma unroll
     for (int k = 0; k < kPer; ++k) {
-      const int i = lane + 32 * k;
-      const bool in = i < hd;
-      gv[k] = in ? g[i] : 0.0f;
+      b.g[k] = g[lane + 32 * k];
       // The clip mask: a NaN pre-quantizer value also zeroes (launch_clip_mask's test).
-      if (pr && in && !(fabsf(dev::BF16::load(pr[i])) <= amax)) gv[k] = 0.0f;
-      xv[k] = in && (is_q || is_k) ? x[i] : 0.0f;
+      if (pr && !(fabsf(dev::BF16::load(pr[lane + 32 * k])) <= amax)) b.g[k] = 0.0f;
     }
+    if (is_q || is_k) {
+      const float* x = qkv_lin + b.r * W + int64_t(h) * hd;
+#pragma unroll
+      for (int k = 0; k < kPer; ++k) b.x[k] = x[lane + 32 * k];
+      const int64_t t0 = int64_t(positions[b.r]) * half;
+#pragma unroll
+      for (int k = 0; k < kPer / 2; ++k) {
+        b.c[k] = cos_t[t0 + lane + 32 * k];
+        b.s[k] = sin_t[t0 + lane + 32 * k];
+      }
+      b.rs = is_q ? q_rstd[b.r * n_heads + h] : k_rstd[b.r * n_kv + (h - n_heads)];
+    }
+    return b;
+  };
+
+  BwdItem<kPer> cur;
+  if (warp < n_items) cur = load(warp);
+  for (int it = warp; it < n_items; it += kFusedWarps) {
+    BwdItem<kPer> next;
+    if (it + kFusedWarps < n_items) next = load(it + kFusedWarps);
+    const int h = cur.h;
+    const int64_t r = cur.r;
+    bf16* o = out + r * W + int64_t(h) * hd;
+    const bool is_q = h < n_heads, is_k = !is_q && h < qk;
     if (!is_q && !is_k) {  // v: masked, rounded
 #pragma unroll
+      for (int k = 0; k < kPer; ++k) o[lane + 32 * k] = dev::BF16::store(cur.g[k]);
+    } else {
+      float rg[kPer];  // rope_kernel<F32, true>'s expressions
+#pragma unroll
+      for (int k = 0; k < kPer / 2; ++k) {
+        const float x1 = cur.g[k], x2 = cur.g[k + kPer / 2];
+        rg[k] = x1 * cur.c[k] + x2 * cur.s[k];
+        rg[k + kPer / 2] = x2 * cur.c[k] - x1 * cur.s[k];
+      }
+      float* gb = gbuf + (int64_t(r - r0) * qk + h) * hd;
+      const float* w = is_q ? q_norm : k_norm;
+      double dot = 0.0;
+#pragma unroll
+      for (int k = 0; k < kPer; ++k) {
+        gb[lane + 32 * k] = rg[k];
+        dot += double(rg[k]) * double(w[lane + 32 * k]) * double(cur.x[k]);
+      }
+      dot = ops::warp_reduce<ops::SumOp>(dot);
+      const double rs = cur.rs;
+      const double c = dot * rs * rs * rs / double(hd);
+#pragma unroll
       for (int k = 0; k < kPer; ++k)
-        if (lane + 32 * k < hd) o[lane + 32 * k] = dev::BF16::store(gv[k]);
-      continue;
+        o[lane + 32 * k] = dev::BF16::store(
+            __double2float_rn(double(rg[k]) * double(w[lane + 32 * k]) * rs - c * double(cur.x[k])));
     }
-    float* sw = scratch + warp * hd;
-#pragma unroll
-    for (int k = 0; k < kPer; ++k)
-      if (lane + 32 * k < hd) sw[lane + 32 * k] = gv[k];
-    __syncwarp();
-    float* gb = gbuf + (int64_t(lr) * qk + h) * hd;
-    const int64_t t0 = int64_t(positions[r]) * half;
-    for (int i = lane; i < half; i += 32) {  // rope_kernel<F32, true>'s expressions
-      const float c = cos_t[t0 + i], sn = sin_t[t0 + i];
-      const float x1 = sw[i], x2 = sw[i + half];
-      gb[i] = x1 * c + x2 * sn;
-      gb[i + half] = x2 * c - x1 * sn;
-    }
-    __syncwarp();  // gb is read by other lanes below; sw is rewritten by the next item
-    const float* w = is_q ? q_norm : k_norm;
-    double dot = 0.0;
-#pragma unroll
-    for (int k = 0; k < kPer; ++k) {
-      const int i = lane + 32 * k;
-      gv[k] = i < hd ? gb[i] : 0.0f;
-      if (i < hd) dot += double(gv[k]) * double(w[i]) * double(xv[k]);
-    }
-    dot = ops::warp_reduce<ops::SumOp>(dot);
-    const double rs = is_q ? q_rstd[r * n_heads + h] : k_rstd[r * n_kv + (h - n_heads)];
-    const double c = dot * rs * rs * rs / double(hd);
-#pragma unroll
-    for (int k = 0; k < kPer; ++k) {
-      const int i = lane + 32 * k;
-      if (i < hd)
-        o[i] = dev::BF16::store(
-            __double2float_rn(double(gv[k]) * double(w[i]) * rs - c * double(xv[k])));
-    }
+    cur = next;
   }
   if (!q_part) return;  // no weight gradients wanted (block-uniform)
   __syncthreads();
-  // Chunk partial sums of the two norms' dw: chunk k holds items 32k .. 32k+31 of its norm.
-  // The chunk's 32 terms are loaded first, then added in item order.
+  // Chunk partial sums of the two norms' dw: chunk k holds items 32k .. 32k+31 of its norm,
+  // loaded 8 at a time, then added in item order.
   for (int which = 0; which < 2; ++which) {
     const int groups = which == 0 ? n_heads : n_kv, goff = which == 0 ? 0 : n_heads;
     const float* rstd = which == 0 ? q_rstd : k_rstd;
@@ -269,7 +394,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int wi = threadIdx.x; wi < chunks * hd; wi += blockDim.x) {
       const int ck = wi / hd, c = wi - ck * hd;
       double acc = 0.0;
-      for (int u0 = 0; u0 < 32; u0 += 8) {  // 8 terms loaded, then added (registers stay low)
+      for (int u0 = 0; u0 < 32; u0 += 8) {
         float gj[8], xj[8], rj[8];
 #pragma unroll
         for (int u = 0; u < 8; ++u) {
@@ -314,14 +439,34 @@ void launch_qkv_prepare(const float* qkv, int64_t rows, int n_heads, int n_kv_he
   if (items <= 0) return;
   if (head_dim <= 0 || head_dim % 2 != 0 || head_dim > 1024)
     ops::throw_cuda_error("qkv prepare", "head_dim must be even and at most 1024");
+  auto st = static_cast<cudaStream_t>(stream);
+  if (head_dim == 64 || head_dim == 128 || head_dim == 256) {
+    // A grid of a few waves; each warp strides over the items (its next item prefetched).
+    int per_sm = 0, sms = 0, dev_id = 0;
+    ops::check_cuda(cudaGetDevice(&dev_id), "qkv prepare");
+    ops::check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev_id), "qkv prepare");
+    auto launch = [&](auto kernel) {
+      ops::check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kRegWarps * 32, 0),
+                      "qkv prepare");
+      const int64_t blocks = std::min<int64_t>((items + kRegWarps - 1) / kRegWarps,
+                                               int64_t(std::max(per_sm, 1)) * sms * 4);
+      kernel<<<unsigned(blocks), kRegWarps * 32, 0, st>>>(qkv, rows, n_heads, n_kv_heads, q_norm,
+                                                         k_norm, eps, positions, cos_t, sin_t, out,
+                                                         k_out, v_out, q_rstd, k_rstd);
+    };
+    if (head_dim == 64) launch(qkv_prepare_reg_kernel<2>);
+    else if (head_dim == 128) launch(qkv_prepare_reg_kernel<4>);
+    else launch(qkv_prepare_reg_kernel<8>);
+    check_last_launch("qkv prepare");
+    return;
+  }
   const size_t smem = size_t(kWarps) * size_t(head_dim) * sizeof(float);
   if (smem > 48 * 1024) {
     ops::check_cuda(cudaFuncSetAttribute(qkv_prepare_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          int(smem)),
                     "qkv prepare (shared memory)");
   }
-  qkv_prepare_kernel<<<unsigned((items + kWarps - 1) / kWarps), kWarps * 32, smem,
-                       static_cast<cudaStream_t>(stream)>>>(
+  qkv_prepare_kernel<<<unsigned((items + kWarps - 1) / kWarps), kWarps * 32, smem, st>>>(
       qkv, rows, n_heads, n_kv_heads, head_dim, q_norm, k_norm, eps, positions, cos_t, sin_t, out,
       k_out, v_out, q_rstd, k_rstd);
   check_last_launch("qkv prepare");
@@ -351,11 +496,12 @@ void launch_qkv_prepare_backward(float* dqkv, const float* qkv_lin, int64_t rows
   // chunks of 32 while there are at most 65535 of them) and the block's shared memory.
   const int rb = fused_rows_per_block(n_heads, n_kv_heads);
   const size_t fused_smem =
-      (size_t(rb) * size_t(n_heads + n_kv_heads) + kWarps) * size_t(head_dim) * sizeof(float);
+      size_t(rb) * size_t(n_heads + n_kv_heads) * size_t(head_dim) * sizeof(float);
   const bool want_dw = dq_norm && dk_norm;
   const int64_t q_chunks = (rows * n_heads + 31) / 32, k_chunks = (rows * n_kv_heads + 31) / 32;
-  if (q_norm && k_norm && (dq_norm == nullptr) == (dk_norm == nullptr) &&
-      fused_smem <= 200 * 1024 && q_chunks <= 65535 && head_dim <= 256) {
+  const bool fused_hd = head_dim == 64 || head_dim == 128 || head_dim == 256;
+  if (q_norm && k_norm && (dq_norm == nullptr) == (dk_norm == nullptr) && fused_hd &&
+      fused_smem <= 200 * 1024 && q_chunks <= 65535) {
     ops::Scratch part(want_dw ? size_t(q_chunks + k_chunks) * size_t(head_dim) * sizeof(double) : 1, st);
     double* q_part = want_dw ? part.as<double>() : nullptr;
     double* k_part = want_dw ? q_part + q_chunks * head_dim : nullptr;
@@ -364,13 +510,12 @@ void launch_qkv_prepare_backward(float* dqkv, const float* qkv_lin, int64_t rows
         ops::check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              int(fused_smem)),
                         "qkv prepare backward (shared memory)");
-      kernel<<<unsigned((rows + rb - 1) / rb), kWarps * 32, fused_smem, st>>>(
-          dqkv, qkv_lin, rows, n_heads, n_kv_heads, head_dim, rb, q_norm, k_norm, q_rstd, k_rstd,
-          k_pre, v_pre, k_amax, v_amax, positions, cos_t, sin_t, out, q_part, k_part);
+      kernel<<<unsigned((rows + rb - 1) / rb), kFusedWarps * 32, fused_smem, st>>>(
+          dqkv, qkv_lin, rows, n_heads, n_kv_heads, rb, q_norm, k_norm, q_rstd, k_rstd, k_pre,
+          v_pre, k_amax, v_amax, positions, cos_t, sin_t, out, q_part, k_part);
     };
-    if (head_dim <= 32) launch(qkv_prepare_backward_norm_kernel<1>);
-    else if (head_dim <= 64) launch(qkv_prepare_backward_norm_kernel<2>);
-    else if (head_dim <= 128) launch(qkv_prepare_backward_norm_kernel<4>);
+    if (head_dim == 64) launch(qkv_prepare_backward_norm_kernel<2>);
+    else if (head_dim == 128) launch(qkv_prepare_backward_norm_kernel<4>);
     else launch(qkv_prepare_backward_norm_kernel<8>);
     check_last_launch("qkv prepare backward");
     if (want_dw) {

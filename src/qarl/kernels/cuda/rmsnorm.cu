@@ -15,11 +15,10 @@ namespace {
 
 constexpr int kBlock = 256;
 
-// A warp's group (dim <= 1024 = 32 x kPerLane): each lane's elements t, t+32, ... are loaded
-// kBatch at a time before they are added (kBatch loads in flight instead of a load-then-add
-// chain), in the same order as the strided loop, so the bits do not change; the second pass
-// re-reads them (L1).
-constexpr int kPerLane = 32, kBatch = 16;
+// A warp's group (dim <= 1024 = 32 x kPerLane) is loaded into registers in one go, each lane
+// its elements t, t+32, ... (kPerLane independent loads in flight instead of a load-then-add
+// chain), then summed in the same order as the strided loop: the bits do not change.
+constexpr int kPerLane = 32;
 
 template <class DI, class DO, int T>
 __global__ void __launch_bounds__(kBlock)
@@ -34,28 +33,23 @@ __global__ void __launch_bounds__(kBlock)
   const typename DI::raw* xr = x + r * xs + g * dim;
   typename DO::raw* yr = y + r * ys + g * dim;
   if constexpr (T == 32) {
+    float xv[kPerLane];
+#pragma unroll
+    for (int k = 0; k < kPerLane; ++k) xv[k] = t + 32 * k < dim ? DI::load(xr[t + 32 * k]) : 0.0f;
     double ss = 0.0;
 #pragma unroll
-    for (int k0 = 0; k0 < kPerLane; k0 += kBatch) {
-      float xv[kBatch];
-#pragma unroll
-      for (int k = 0; k < kBatch; ++k) {
-        const int i = t + 32 * (k0 + k);
-        xv[k] = i < dim ? DI::load(xr[i]) : 0.0f;
+    for (int k = 0; k < kPerLane; ++k)
+      if (t + 32 * k < dim) {
+        const double v = xv[k];
+        ss += v * v;
       }
-#pragma unroll
-      for (int k = 0; k < kBatch; ++k)
-        if (t + 32 * (k0 + k) < dim) {
-          const double v = xv[k];
-          ss += v * v;
-        }
-    }
     ss = ops::warp_reduce<ops::SumOp>(ss);
     const float var = __double2float_rn(ss / double(dim));
     const float rs = 1.0f / sqrtf(var + eps);
     if (rstd && t == 0) rstd[q] = rs;
-#pragma unroll 8
-    for (int i = t; i < dim; i += 32) yr[i] = DO::store(w[i] * (DI::load(xr[i]) * rs));
+#pragma unroll
+    for (int k = 0; k < kPerLane; ++k)
+      if (t + 32 * k < dim) yr[t + 32 * k] = DO::store(w[t + 32 * k] * (xv[k] * rs));
   } else {
     double ss = 0.0;
     for (int i = t; i < dim; i += T) {
@@ -80,28 +74,24 @@ __device__ __forceinline__ void rmsnorm_backward_group(const typename DG::raw* g
                                                        double* shm) {
   const int t = threadIdx.x % T;
   if constexpr (T == 32) {
+    float gv[kPerLane], xv[kPerLane];
+#pragma unroll
+    for (int k = 0; k < kPerLane; ++k) {
+      const bool in = t + 32 * k < dim;
+      gv[k] = in ? DG::load(gr[t + 32 * k]) : 0.0f;
+      xv[k] = in ? DI::load(xr[t + 32 * k]) : 0.0f;
+    }
     double dot = 0.0;  // sum_i g_i w_i x_i
 #pragma unroll
-    for (int k0 = 0; k0 < kPerLane; k0 += kBatch) {
-      float gv[kBatch], xv[kBatch];
-#pragma unroll
-      for (int k = 0; k < kBatch; ++k) {
-        const int i = t + 32 * (k0 + k);
-        gv[k] = i < dim ? DG::load(gr[i]) : 0.0f;
-        xv[k] = i < dim ? DI::load(xr[i]) : 0.0f;
-      }
-#pragma unroll
-      for (int k = 0; k < kBatch; ++k) {
-        const int i = t + 32 * (k0 + k);
-        if (i < dim) dot += double(gv[k]) * double(w[i]) * double(xv[k]);
-      }
-    }
+    for (int k = 0; k < kPerLane; ++k)
+      if (t + 32 * k < dim) dot += double(gv[k]) * double(w[t + 32 * k]) * double(xv[k]);
     dot = ops::warp_reduce<ops::SumOp>(dot);
     const double c = dot * rs * rs * rs / double(dim);
-#pragma unroll 8
-    for (int i = t; i < dim; i += 32) {
-      const float v = __double2float_rn(double(DG::load(gr[i])) * double(w[i]) * rs -
-                                        c * double(DI::load(xr[i])));
+#pragma unroll
+    for (int k = 0; k < kPerLane; ++k) {
+      const int i = t + 32 * k;
+      if (i >= dim) continue;
+      const float v = __double2float_rn(double(gv[k]) * double(w[i]) * rs - c * double(xv[k]));
       dxr[i] = accumulate ? dxr[i] + v : v;
     }
   } else {
