@@ -288,7 +288,7 @@ struct BwdItem {
 };
 
 template <int kPer>
-__global__ void __launch_bounds__(kFusedWarps * 32)
+__global__ void __launch_bounds__(kFusedWarps * 32, 2)  // <= 64 registers: 32 warps per SM
     qkv_prepare_backward_norm_kernel(const float* __restrict__ dqkv,
                                      const float* __restrict__ qkv_lin, int64_t rows, int n_heads,
                                      int n_kv, int rb, const float* __restrict__ q_norm,

@@ -74,24 +74,18 @@ __device__ __forceinline__ void rmsnorm_backward_group(const typename DG::raw* g
                                                        double* shm) {
   const int t = threadIdx.x % T;
   if constexpr (T == 32) {
-    float gv[kPerLane], xv[kPerLane];
-#pragma unroll
-    for (int k = 0; k < kPerLane; ++k) {
-      const bool in = t + 32 * k < dim;
-      gv[k] = in ? DG::load(gr[t + 32 * k]) : 0.0f;
-      xv[k] = in ? DI::load(xr[t + 32 * k]) : 0.0f;
-    }
+    // Two passes with 8 loads in flight per lane (few registers: many warps per SM); the
+    // second pass re-reads dy and x from L1.
     double dot = 0.0;  // sum_i g_i w_i x_i
-#pragma unroll
-    for (int k = 0; k < kPerLane; ++k)
-      if (t + 32 * k < dim) dot += double(gv[k]) * double(w[t + 32 * k]) * double(xv[k]);
+#pragma unroll 8
+    for (int i = t; i < dim; i += 32)
+      dot += double(DG::load(gr[i])) * double(w[i]) * double(DI::load(xr[i]));
     dot = ops::warp_reduce<ops::SumOp>(dot);
     const double c = dot * rs * rs * rs / double(dim);
-#pragma unroll
-    for (int k = 0; k < kPerLane; ++k) {
-      const int i = t + 32 * k;
-      if (i >= dim) continue;
-      const float v = __double2float_rn(double(gv[k]) * double(w[i]) * rs - c * double(xv[k]));
+#pragma unroll 8
+    for (int i = t; i < dim; i += 32) {
+      const float v = __double2float_rn(double(DG::load(gr[i])) * double(w[i]) * rs -
+                                        c * double(DI::load(xr[i])));
       dxr[i] = accumulate ? dxr[i] + v : v;
     }
   } else {
@@ -122,12 +116,13 @@ __global__ void __launch_bounds__(kBlock)
                                     dx + r * dxs + g * dim, accumulate, shm);
 }
 
-// One row per group (groups == 1, dim <= 1024), dw fused: a block takes the 32 rows of one
-// column-sum chunk (column_sum_add's chunk of 32 items), a warp per row for dx, then each
-// thread sums dy * x * rstd over the chunk's rows in order for its columns (DwTerm and
-// column_partial_kernel's arithmetic: the bits are the same) while dy and x are still in L2,
-// instead of a second pass reading them from memory. dx must not alias dy.
-constexpr int kChunkRows = 32;
+// One row per group (groups == 1, dim <= 1024), dw fused: a block takes kChunkRows rows, a
+// warp per row for dx, then each thread sums dy * x * rstd (DwTerm's product order) over the
+// block's rows in order for its columns while dy and x are still in L2, instead of a second
+// pass reading them from memory; column_finish_kernel adds the blocks' sums. The chunks are
+// 8 rows, not column_sum_add's 32 (more blocks in flight), so dw may differ from that path in
+// the last bit (both are double sums rounded once). dx must not alias dy.
+constexpr int kChunkRows = kBlock / 32;
 template <class DG, class DI>
 __global__ void __launch_bounds__(kBlock)
     rmsnorm_backward_dw_kernel(const typename DG::raw* dy, int64_t dys, const typename DI::raw* x,
@@ -137,8 +132,8 @@ __global__ void __launch_bounds__(kBlock)
   const int warp = threadIdx.x / 32;
   const int64_t r0 = int64_t(blockIdx.x) * kChunkRows;
   const int nr = int(min(int64_t(kChunkRows), rows - r0));
-  for (int lr = warp; lr < nr; lr += kBlock / 32) {
-    const int64_t r = r0 + lr;
+  if (warp < nr) {
+    const int64_t r = r0 + warp;
     rmsnorm_backward_group<DG, DI, 32>(dy + r * dys, x + r * xs, w, rstd[r], dim, dx + r * dxs,
                                        accumulate, nullptr);
   }
@@ -227,10 +222,9 @@ void launch_rmsnorm_backward(Elem dy_t, const void* dy, int64_t dy_stride, Elem 
       using DI = decltype(di);
       auto gp = static_cast<const typename DG::raw*>(dy);
       auto xp = static_cast<const typename DI::raw*>(x);
-      // The fused dw path: one row per group, a warp per row, dx apart from dy, and the
-      // column sum's chunks of 32 rows (it keeps 32 while there are at most 65535 chunks).
+      // The fused dw path: one row per group, a warp per row, dx apart from dy.
       const int64_t chunks = (nq + kChunkRows - 1) / kChunkRows;
-      if (dw && groups == 1 && wpg && chunks <= 65535 &&
+      if (dw && groups == 1 && wpg &&
           static_cast<const void*>(dx) != static_cast<const void*>(dy)) {
         ops::Scratch part(size_t(chunks) * size_t(dim) * sizeof(double), st);
         rmsnorm_backward_dw_kernel<DG, DI><<<unsigned(chunks), kBlock, 0, st>>>(
