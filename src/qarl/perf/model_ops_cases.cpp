@@ -56,6 +56,10 @@ std::vector<Result> run_cuda(const Options& opt) {
       gpu::launch_rmsnorm_backward(Elem::F32, dy.data(), H, Elem::F32, x.data(), H, F(w), F(rs), R, 1, int(H),
                                    F(dx), H, true, F(dw), nullptr);
     }, "dy, x read; dx += (read + write); dw");
+    add("norm_bwd_no_dw", rows + "1024]", R * H * (4.0 * 4), [&] {
+      gpu::launch_rmsnorm_backward(Elem::F32, dy.data(), H, Elem::F32, x.data(), H, F(w), F(rs), R, 1, int(H),
+                                   F(dx), H, true, nullptr, nullptr);
+    }, "the same without dw (the dx kernel alone)");
     add("copy_residual", rows + "1024]", R * H * 8.0, [&] {
       gpu::copy_async(xc, x);
     }, "the x.clone() the forward makes per norm");
@@ -83,6 +87,10 @@ std::vector<Result> run_cuda(const Options& opt) {
       gpu::launch_qkv_prepare_backward(F(dqkv), F(qkv), R, int(nh), int(nkv), int(hd), F(qn), F(kn), F(qr), F(kr),
                                        B(k16), B(v16), 4.0f, 4.0f, pp, F(cs), F(sn), B(o16), F(dqn), F(dkn), nullptr);
     }, "grad + projection read, clip masks, bf16 out, norm dw");
+    add("qk_prep_bwd_no_dw", rows + "4096]", R * W * (4.0 + 2.0) + R * (qd + kd) * 4.0 + R * kd * 4.0, [&] {
+      gpu::launch_qkv_prepare_backward(F(dqkv), F(qkv), R, int(nh), int(nkv), int(hd), F(qn), F(kn), F(qr), F(kr),
+                                       B(k16), B(v16), 4.0f, 4.0f, pp, F(cs), F(sn), B(o16), nullptr, nullptr, nullptr);
+    }, "the same without the norm weights' dw");
   }
   {  // SwiGLU forward and backward
     Tensor gu = random_device(R * 2 * I, DType::BF16, 2.0f, 12), h = Tensor::empty({R * I}, DType::BF16, Device::CUDA);

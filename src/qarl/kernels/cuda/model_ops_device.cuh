@@ -31,10 +31,16 @@ inline void check_cuda(cudaError_t e, const char* what) {
   }
 }
 
+// The device's default memory pool keeps up to 1 GiB when the device synchronizes (its
+// default release threshold is 0: every synchronization hands the scratch back, and the next
+// cudaMallocAsync maps memory again, ~0.1 ms). Once per process and device.
+void keep_scratch_pool();
+
 // Stream-ordered scratch memory, freed (stream-ordered) when the object dies.
 class Scratch {
  public:
   Scratch(size_t bytes, cudaStream_t st) : st_(st) {
+    keep_scratch_pool();
     check_cuda(cudaMallocAsync(&p_, bytes ? bytes : 1, st), "cudaMallocAsync (scratch)");
   }
   ~Scratch() { cudaFreeAsync(p_, st_); }
