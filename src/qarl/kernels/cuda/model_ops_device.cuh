@@ -108,8 +108,9 @@ __global__ void column_partial_kernel(Term term, int64_t items, int64_t cols, in
   const int64_t j1 = min(items, (k + 1) * chunk);
   double s = 0.0;
   for (int64_t j = k * chunk; j < j1; ++j) s += term(j, c);
-  part[k * cols + c] = s;
+  part[c * gridDim.y + k] = s;  // column-major: the finish reads a column contiguously
 }
+// part is column-major ([cols][nchunks]): a warp reads its column's chunk sums coalesced.
 template <int = 0>
 __global__ void column_finish_kernel(const double* part, int64_t nchunks, int64_t cols,
                                      float* out) {
@@ -118,7 +119,7 @@ __global__ void column_finish_kernel(const double* part, int64_t nchunks, int64_
   if (c >= cols) return;  // whole warps: c is the same for the 32 lanes
   double s = 0.0;
 #pragma unroll 4
-  for (int64_t k = lane; k < nchunks; k += 32) s += part[k * cols + c];
+  for (int64_t k = lane; k < nchunks; k += 32) s += part[c * nchunks + k];
   s = warp_reduce<SumOp>(s);
   if (lane == 0) out[c] = __fadd_rn(out[c], __double2float_rn(s));
 }

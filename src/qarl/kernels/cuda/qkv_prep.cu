@@ -383,34 +383,36 @@ __global__ void __launch_bounds__(kFusedWarps * 32, 2)  // <= 64 registers: 32 w
   if (!q_part) return;  // no weight gradients wanted (block-uniform)
   __syncthreads();
   // Chunk partial sums of the two norms' dw: chunk k holds items 32k .. 32k+31 of its norm,
-  // loaded 8 at a time, then added in item order.
-  for (int which = 0; which < 2; ++which) {
-    const int groups = which == 0 ? n_heads : n_kv, goff = which == 0 ? 0 : n_heads;
-    const float* rstd = which == 0 ? q_rstd : k_rstd;
-    double* part = which == 0 ? q_part : k_part;
-    const int items = nr * groups;
-    const int64_t first_chunk = r0 * groups / 32;
-    const int chunks = (items + 31) / 32;
-    for (int wi = threadIdx.x; wi < chunks * hd; wi += blockDim.x) {
-      const int ck = wi / hd, c = wi - ck * hd;
-      double acc = 0.0;
-      for (int u0 = 0; u0 < 32; u0 += 8) {
-        float gj[8], xj[8], rj[8];
+  // loaded 8 at a time, then added in item order. The q and k chunks of the block are one
+  // list of work (all threads busy); part is column-major for column_finish_kernel.
+  const int q_items = nr * n_heads, k_items = nr * n_kv;
+  const int q_here = (q_items + 31) / 32, k_here = (k_items + 31) / 32;
+  for (int wi = threadIdx.x; wi < (q_here + k_here) * hd; wi += blockDim.x) {
+    const int cki = wi / hd, c = wi - cki * hd;
+    const bool on_q = cki < q_here;
+    const int ck = on_q ? cki : cki - q_here;
+    const int groups = on_q ? n_heads : n_kv, goff = on_q ? 0 : n_heads;
+    const int items = on_q ? q_items : k_items;
+    const float* rstd = on_q ? q_rstd : k_rstd;
+    const int64_t nchunks = (rows * groups + 31) / 32;
+    double acc = 0.0;
+    for (int u0 = 0; u0 < 32; u0 += 8) {
+      float gj[8], xj[8], rj[8];
 #pragma unroll
-        for (int u = 0; u < 8; ++u) {
-          const int j = ck * 32 + u0 + u;
-          const int lr = j / groups, h = j - lr * groups;
-          const bool in = j < items;
-          gj[u] = in ? gbuf[(int64_t(lr) * qk + goff + h) * hd + c] : 0.0f;
-          xj[u] = in ? qkv_lin[(r0 + lr) * W + int64_t(goff + h) * hd + c] : 0.0f;
-          rj[u] = in ? rstd[(r0 + lr) * groups + h] : 0.0f;
-        }
-#pragma unroll
-        for (int u = 0; u < 8; ++u)
-          if (ck * 32 + u0 + u < items) acc += double(gj[u]) * double(xj[u]) * double(rj[u]);
+      for (int u = 0; u < 8; ++u) {
+        const int j = ck * 32 + u0 + u;
+        const int lr = j / groups, h = j - lr * groups;
+        const bool in = j < items;
+        gj[u] = in ? gbuf[(int64_t(lr) * qk + goff + h) * hd + c] : 0.0f;
+        xj[u] = in ? qkv_lin[(r0 + lr) * W + int64_t(goff + h) * hd + c] : 0.0f;
+        rj[u] = in ? rstd[(r0 + lr) * groups + h] : 0.0f;
       }
-      part[(first_chunk + ck) * hd + c] = acc;
+#pragma unroll
+      for (int u = 0; u < 8; ++u)
+        if (ck * 32 + u0 + u < items) acc += double(gj[u]) * double(xj[u]) * double(rj[u]);
     }
+    double* part = on_q ? q_part : k_part;
+    part[c * nchunks + r0 * groups / 32 + ck] = acc;
   }
 }
 

@@ -154,7 +154,7 @@ __global__ void __launch_bounds__(kBlock)
       for (int u = 0; u < 8; ++u)
         if (u0 + u < nr) s += double(gv[u]) * double(xv[u]) * double(rv[u]);
     }
-    part[int64_t(blockIdx.x) * dim + c] = s;
+    part[int64_t(c) * gridDim.x + blockIdx.x] = s;  // column-major (column_finish_kernel)
   }
 }
 
