@@ -13,11 +13,12 @@
 //   bf16: round to nearest even, once.
 // launch_qkv_prepare_backward is the same for the backward: the K/V quantizers' clip masks,
 // the transposed rotation, the per-head norms' input gradient and the bf16 rounding in one
-// pass (the chain was 0.33 ms per layer), then the norm weights' gradients as the chain's
-// column sums (rmsnorm.cu's DwTerm through ops::column_sum_add).
+// pass (the chain was 0.33 ms per layer). With both q/k norms (Qwen3) and head_dim 64/128/256
+// the norm weights' gradients are summed in the same pass (below: bitwise the chain's dx,
+// dw up to the last bit of a double sum); otherwise as the chain's column sums (rmsnorm.cu's
+// DwTerm through ops::column_sum_add).
 #include <algorithm>
 #include <cstdint>
-#include <numeric>
 #include <cuda_runtime.h>
 
 #include "qarl/kernels/cuda/model_ops.h"
@@ -264,20 +265,21 @@ __global__ void __launch_bounds__(kWarps * 32)
     o[i] = dev::BF16::store(__double2float_rn(double(g[i]) * double(w[i]) * rs - c * double(x[i])));
 }
 
-// The backward with both q/k norms (Qwen3), the norm weights' gradients fused in: a block
-// takes rb rows, a whole number of the column sum's 32-item chunks of both norms (item j =
-// row * heads + head), keeps the rotated fp32 gradients of its q and k heads in shared memory
-// instead of writing them back, and sums each chunk's dw terms from there (dy * x * rstd in
-// double, items in order: column_partial_kernel's arithmetic, so the bits are the same). This
-// drops the fp32 write of the rotated gradients and the column sums' second read of them and
-// of the projection (~200 MB per layer at 8 x 1024 on Qwen3-0.6B). dqkv stays as it was.
+// The backward with both q/k norms (Qwen3), the norm weights' gradients fused in. A block
+// takes kFusedRows rows; warp w walks the block's items (row, head) w, w + kFusedWarps, ... in
+// order and adds each q (k) item's dw terms, dy * x * rstd in double (DwTerm's product order),
+// to its lanes' running sums; the warps' sums are then added in warp order into the block's
+// partial, and column_finish_kernel adds the blocks' partials. The order is fixed, so dw is
+// reproducible bit for bit; it is not column_sum_add's order (chunks of 32 items), so it may
+// differ from that path in the last bit. Nothing is written back to dqkv and nothing is
+// re-read: ~200 MB per layer less traffic than the unfused chain at 8 x 1024 on Qwen3-0.6B.
 //
 // head_dim = 32 * kPer (64, 128, 256): a lane holds elements lane + 32k of its head, and the
 // RoPE partner of element k (< kPer/2) is its own element k + kPer/2, so the rotation, the
 // norm's dot and the output stay in registers. Every global load of an item (gradient, clip
 // inputs, projection, cos/sin, rstd) is issued up front, and the next item's loads are issued
 // before the current one is computed: the loop is bound by memory, not by round trips.
-constexpr int kFusedWarps = 16;
+constexpr int kFusedWarps = 8, kFusedRows = 4;
 
 template <int kPer>
 struct BwdItem {
@@ -288,10 +290,10 @@ struct BwdItem {
 };
 
 template <int kPer>
-__global__ void __launch_bounds__(kFusedWarps * 32, 2)  // <= 64 registers: 32 warps per SM
+__global__ void __launch_bounds__(kFusedWarps * 32, kPer >= 8 ? 2 : 4)  // kPer 4: <= 64 registers
     qkv_prepare_backward_norm_kernel(const float* __restrict__ dqkv,
                                      const float* __restrict__ qkv_lin, int64_t rows, int n_heads,
-                                     int n_kv, int rb, const float* __restrict__ q_norm,
+                                     int n_kv, const float* __restrict__ q_norm,
                                      const float* __restrict__ k_norm,
                                      const float* __restrict__ q_rstd,
                                      const float* __restrict__ k_rstd,
@@ -302,12 +304,12 @@ __global__ void __launch_bounds__(kFusedWarps * 32, 2)  // <= 64 registers: 32 w
                                      const float* __restrict__ sin_t, bf16* __restrict__ out,
                                      double* __restrict__ q_part, double* __restrict__ k_part) {
   constexpr int hd = 32 * kPer, half = hd / 2;
-  extern __shared__ float gbuf[];  // [rb][n_heads + n_kv][hd]: rotated q, k gradients
+  __shared__ double wsum[kFusedWarps][2][hd];  // each warp's q and k dw sums
   const int qk = n_heads + n_kv, heads = qk + n_kv;
   const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
   const int64_t W = int64_t(heads) * hd, kd = int64_t(n_kv) * hd;
-  const int64_t r0 = int64_t(blockIdx.x) * rb;
-  const int nr = int(min(int64_t(rb), rows - r0));
+  const int64_t r0 = int64_t(blockIdx.x) * kFusedRows;
+  const int nr = int(min(int64_t(kFusedRows), rows - r0));
   const int n_items = nr * heads;
 
   auto load = [&](int it) {
@@ -342,6 +344,9 @@ __global__ void __launch_bounds__(kFusedWarps * 32, 2)  // <= 64 registers: 32 w
     return b;
   };
 
+  double dq[kPer], dk[kPer];  // this warp's dw sums, lane's columns
+#pragma unroll
+  for (int k = 0; k < kPer; ++k) dq[k] = dk[k] = 0.0;
   BwdItem<kPer> cur;
   if (warp < n_items) cur = load(warp);
   for (int it = warp; it < n_items; it += kFusedWarps) {
@@ -362,13 +367,14 @@ __global__ void __launch_bounds__(kFusedWarps * 32, 2)  // <= 64 registers: 32 w
         rg[k] = x1 * cur.c[k] + x2 * cur.s[k];
         rg[k + kPer / 2] = x2 * cur.c[k] - x1 * cur.s[k];
       }
-      float* gb = gbuf + (int64_t(r - r0) * qk + h) * hd;
       const float* w = is_q ? q_norm : k_norm;
       double dot = 0.0;
 #pragma unroll
       for (int k = 0; k < kPer; ++k) {
-        gb[lane + 32 * k] = rg[k];
         dot += double(rg[k]) * double(w[lane + 32 * k]) * double(cur.x[k]);
+        const double term = double(rg[k]) * double(cur.x[k]) * double(cur.rs);
+        if (is_q) dq[k] += term;
+        else dk[k] += term;
       }
       dot = ops::warp_reduce<ops::SumOp>(dot);
       const double rs = cur.rs;
@@ -381,38 +387,19 @@ __global__ void __launch_bounds__(kFusedWarps * 32, 2)  // <= 64 registers: 32 w
     cur = next;
   }
   if (!q_part) return;  // no weight gradients wanted (block-uniform)
+#pragma unroll
+  for (int k = 0; k < kPer; ++k) {
+    wsum[warp][0][lane + 32 * k] = dq[k];
+    wsum[warp][1][lane + 32 * k] = dk[k];
+  }
   __syncthreads();
-  // Chunk partial sums of the two norms' dw: chunk k holds items 32k .. 32k+31 of its norm,
-  // loaded 8 at a time, then added in item order. The q and k chunks of the block are one
-  // list of work (all threads busy); part is column-major for column_finish_kernel.
-  const int q_items = nr * n_heads, k_items = nr * n_kv;
-  const int q_here = (q_items + 31) / 32, k_here = (k_items + 31) / 32;
-  for (int wi = threadIdx.x; wi < (q_here + k_here) * hd; wi += blockDim.x) {
-    const int cki = wi / hd, c = wi - cki * hd;
-    const bool on_q = cki < q_here;
-    const int ck = on_q ? cki : cki - q_here;
-    const int groups = on_q ? n_heads : n_kv, goff = on_q ? 0 : n_heads;
-    const int items = on_q ? q_items : k_items;
-    const float* rstd = on_q ? q_rstd : k_rstd;
-    const int64_t nchunks = (rows * groups + 31) / 32;
+  // The block's partials, warps added in order; column-major for column_finish_kernel.
+  for (int wi = threadIdx.x; wi < 2 * hd; wi += blockDim.x) {
+    const int which = wi / hd, c = wi - which * hd;
     double acc = 0.0;
-    for (int u0 = 0; u0 < 32; u0 += 8) {
-      float gj[8], xj[8], rj[8];
 #pragma unroll
-      for (int u = 0; u < 8; ++u) {
-        const int j = ck * 32 + u0 + u;
-        const int lr = j / groups, h = j - lr * groups;
-        const bool in = j < items;
-        gj[u] = in ? gbuf[(int64_t(lr) * qk + goff + h) * hd + c] : 0.0f;
-        xj[u] = in ? qkv_lin[(r0 + lr) * W + int64_t(goff + h) * hd + c] : 0.0f;
-        rj[u] = in ? rstd[(r0 + lr) * groups + h] : 0.0f;
-      }
-#pragma unroll
-      for (int u = 0; u < 8; ++u)
-        if (ck * 32 + u0 + u < items) acc += double(gj[u]) * double(xj[u]) * double(rj[u]);
-    }
-    double* part = on_q ? q_part : k_part;
-    part[c * nchunks + r0 * groups / 32 + ck] = acc;
+    for (int w = 0; w < kFusedWarps; ++w) acc += wsum[w][which][c];
+    (which == 0 ? q_part : k_part)[int64_t(c) * gridDim.x + blockIdx.x] = acc;
   }
 }
 
@@ -474,13 +461,6 @@ void launch_qkv_prepare(const float* qkv, int64_t rows, int n_heads, int n_kv_he
   check_last_launch("qkv prepare");
 }
 
-// Rows per block of the fused norm backward: the least rb with rb * n_heads and rb * n_kv
-// both multiples of 32 (Qwen3-0.6B's 16/8 heads: 4).
-static int fused_rows_per_block(int n_heads, int n_kv) {
-  const int a = 32 / std::gcd(32, n_heads), b = 32 / std::gcd(32, n_kv);
-  return std::lcm(a, b);
-}
-
 void launch_qkv_prepare_backward(float* dqkv, const float* qkv_lin, int64_t rows, int n_heads,
                                  int n_kv_heads, int head_dim, const float* q_norm,
                                  const float* k_norm, const float* q_rstd, const float* k_rstd,
@@ -494,27 +474,18 @@ void launch_qkv_prepare_backward(float* dqkv, const float* qkv_lin, int64_t rows
   auto st = static_cast<cudaStream_t>(stream);
   const int64_t W = int64_t(n_heads + 2 * n_kv_heads) * head_dim, qd = int64_t(n_heads) * head_dim;
 
-  // The fused path (both norms): needs the column sums' 32-item chunks (column_sum_add keeps
-  // chunks of 32 while there are at most 65535 of them) and the block's shared memory.
-  const int rb = fused_rows_per_block(n_heads, n_kv_heads);
-  const size_t fused_smem =
-      size_t(rb) * size_t(n_heads + n_kv_heads) * size_t(head_dim) * sizeof(float);
-  const bool want_dw = dq_norm && dk_norm;
-  const int64_t q_chunks = (rows * n_heads + 31) / 32, k_chunks = (rows * n_kv_heads + 31) / 32;
-  const bool fused_hd = head_dim == 64 || head_dim == 128 || head_dim == 256;
-  if (q_norm && k_norm && (dq_norm == nullptr) == (dk_norm == nullptr) && fused_hd &&
-      fused_smem <= 200 * 1024 && q_chunks <= 65535) {
-    ops::Scratch part(want_dw ? size_t(q_chunks + k_chunks) * size_t(head_dim) * sizeof(double) : 1, st);
+  // The fused path: both norms, head_dim 64, 128 or 256.
+  if (q_norm && k_norm && (dq_norm == nullptr) == (dk_norm == nullptr) &&
+      (head_dim == 64 || head_dim == 128 || head_dim == 256)) {
+    const bool want_dw = dq_norm != nullptr;
+    const int64_t blocks = (rows + kFusedRows - 1) / kFusedRows;
+    ops::Scratch part(want_dw ? size_t(2 * blocks) * size_t(head_dim) * sizeof(double) : 1, st);
     double* q_part = want_dw ? part.as<double>() : nullptr;
-    double* k_part = want_dw ? q_part + q_chunks * head_dim : nullptr;
+    double* k_part = want_dw ? q_part + blocks * head_dim : nullptr;
     auto launch = [&](auto kernel) {
-      if (fused_smem > 48 * 1024)
-        ops::check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             int(fused_smem)),
-                        "qkv prepare backward (shared memory)");
-      kernel<<<unsigned((rows + rb - 1) / rb), kFusedWarps * 32, fused_smem, st>>>(
-          dqkv, qkv_lin, rows, n_heads, n_kv_heads, rb, q_norm, k_norm, q_rstd, k_rstd, k_pre,
-          v_pre, k_amax, v_amax, positions, cos_t, sin_t, out, q_part, k_part);
+      kernel<<<unsigned(blocks), kFusedWarps * 32, 0, st>>>(
+          dqkv, qkv_lin, rows, n_heads, n_kv_heads, q_norm, k_norm, q_rstd, k_rstd, k_pre, v_pre,
+          k_amax, v_amax, positions, cos_t, sin_t, out, q_part, k_part);
     };
     if (head_dim == 64) launch(qkv_prepare_backward_norm_kernel<2>);
     else if (head_dim == 128) launch(qkv_prepare_backward_norm_kernel<4>);
@@ -523,8 +494,8 @@ void launch_qkv_prepare_backward(float* dqkv, const float* qkv_lin, int64_t rows
     if (want_dw) {
       constexpr int kF = 256;  // column_sum_add's finish: a warp per column
       const unsigned grid = unsigned((int64_t(head_dim) * 32 + kF - 1) / kF);
-      ops::column_finish_kernel<><<<grid, kF, 0, st>>>(q_part, q_chunks, head_dim, dq_norm);
-      ops::column_finish_kernel<><<<grid, kF, 0, st>>>(k_part, k_chunks, head_dim, dk_norm);
+      ops::column_finish_kernel<><<<grid, kF, 0, st>>>(q_part, blocks, head_dim, dq_norm);
+      ops::column_finish_kernel<><<<grid, kF, 0, st>>>(k_part, blocks, head_dim, dk_norm);
       check_last_launch("qkv prepare backward (norm dw)");
     }
     return;
