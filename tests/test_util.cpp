@@ -43,6 +43,7 @@ static std::string env_or(const char* name, const char* built_in) {
   return v && *v ? v : built_in;
 }
 std::string qarl_binary() { return env_or("QARL_TEST_BINARY", QARL_BINARY); }
+std::string refit_peer_binary() { return env_or("QARL_TEST_REFIT_PEER", QARL_REFIT_PEER); }
 std::string data_path(const std::string& rel) {
   return env_or("QARL_TEST_DATA_DIR", QARL_TEST_DATA_DIR) + "/" + rel;
 }
@@ -51,6 +52,9 @@ std::string source_path(const std::string& rel) {
 }
 
 uint64_t fresh_seed() {
+  // QARL_TEST_SEED=<the seed a failure printed> replays that failure's inputs.
+  if (const char* fixed = std::getenv("QARL_TEST_SEED"); fixed && *fixed)
+    return std::strtoull(fixed, nullptr, 10);
   static std::atomic<uint64_t> counter{0};
   uint64_t t = uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
   return t ^ (counter++ * 0x9E3779B97F4A7C15ull) ^ uint64_t(getpid());

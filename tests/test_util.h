@@ -33,11 +33,15 @@ RunResult run_qarl(const std::string& args);
 // overrides them so a binary built on one machine runs its tests on another
 // (scripts/gpu/run.sh with QARL_GPU_PREBUILT).
 std::string qarl_binary();
+std::string refit_peer_binary();  // tests/refit/refit_peer (QARL_TEST_REFIT_PEER overrides)
 std::string data_path(const std::string& rel);  // tests/data/<rel>
 std::string source_path(const std::string& rel);  // <repo>/<rel>
 
 // Fresh random data: each call draws from a new seed unless one is given.
 std::vector<float> random_normal(size_t n, float scale = 1.0f, uint64_t seed = 0);
+// A new seed per call (time, counter, pid); tests print it (SCOPED_TRACE). With the
+// environment variable QARL_TEST_SEED set, every call returns that value instead, which
+// replays a failure of a test that derives its inputs from one fresh_seed() call.
 uint64_t fresh_seed();
 
 }  // namespace qarl::test

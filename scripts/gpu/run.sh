@@ -69,11 +69,13 @@ fi
 tb=$(date +%s)
 if [ -n "${QARL_GPU_PREBUILT:-}" ]; then
   BUILD=$(cd "$QARL_GPU_PREBUILT" && pwd)
-  for f in qarl tests/qarl_tests; do
+  for f in qarl tests/qarl_tests tests/refit_peer; do
+    [ -f "$BUILD/$f.gz" ] && gunzip -f "$BUILD/$f.gz"
     [ -x "$BUILD/$f" ] || { note "prebuilt: $BUILD/$f missing"; printf '%s\n' "${summary[@]}"; exit 1; }
   done
   # The test binary's baked-in paths are the dev box's; point it at this copy.
   export QARL_TEST_BINARY="$BUILD/qarl" QARL_TEST_DATA_DIR="$ROOT/tests/data" QARL_TEST_SOURCE_DIR="$ROOT"
+  export QARL_TEST_REFIT_PEER="$BUILD/tests/refit_peer"
   : > "$OUT/configure.log"; : > "$OUT/build.log"
   note "build: prebuilt binaries from $QARL_GPU_PREBUILT (not built here)"
 else
