@@ -43,7 +43,11 @@ static std::string env_or(const char* name, const char* built_in) {
   return v && *v ? v : built_in;
 }
 std::string qarl_binary() { return env_or("QARL_TEST_BINARY", QARL_BINARY); }
+#ifdef QARL_REFIT_PEER  // qarl_tests only; the peer programs that share this file have none
 std::string refit_peer_binary() { return env_or("QARL_TEST_REFIT_PEER", QARL_REFIT_PEER); }
+#else
+std::string refit_peer_binary() { return env_or("QARL_TEST_REFIT_PEER", ""); }
+#endif
 std::string data_path(const std::string& rel) {
   return env_or("QARL_TEST_DATA_DIR", QARL_TEST_DATA_DIR) + "/" + rel;
 }

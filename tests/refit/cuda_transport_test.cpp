@@ -404,7 +404,7 @@ struct Peer {
 };
 
 Peer spawn_peer(const std::vector<std::string>& args, const std::string& err_path) {
-  std::vector<std::string> all = {test::refit_peer_binary()};
+  std::vector<std::string> all = {qarl::test::refit_peer_binary()};
   all.insert(all.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& s : all) argv.push_back(s.data());
