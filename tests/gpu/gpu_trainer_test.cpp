@@ -20,7 +20,7 @@ namespace fs = std::filesystem;
 train::RunRecipe gpu_recipe(const std::string& tmp, const std::string& name, std::vector<std::string> ov) {
   std::string path = materialize_embedded_recipe(tmp + "/recipes", name);
   ov.insert(ov.end(), {"logging.run_dir=" + tmp + "/run", "logging.progress=false", "model.device=cuda",
-                       "rollout.kv_cache=auto",  // the GPU cache is bf16 (native storage is CPU-only)
+                       "rollout.kv_cache=auto",  // bf16 GPU cache unless a test says otherwise
                        "model.warmstart_steps=40", "algorithm.warmup_steps=1", "algorithm.prompts_per_step=4",
                        "algorithm.samples_per_prompt=4", "calibration.quant_calib_size=4"});
   return train::load_run_recipe(path, ov);
@@ -61,16 +61,29 @@ TEST(GpuTrainer, CudaFastModeRunsAndSaysSo) {
   }
 }
 
-TEST(GpuTrainer, UnsupportedCombinationsAreRefusedUpFront) {
+// rollout.kv_cache: nvfp4 stores the rollout's K/V as NVFP4 codes on the device; the rollout
+// is unchanged, so exact mode keeps its bitwise parity, and the metrics report the smaller
+// cache (2 * L * (D/2 + D/16) bytes per token).
+TEST(GpuTrainer, CudaNativeNvfp4RolloutCacheKeepsExactParity) {
+  if (!kernels::gpu::available()) GTEST_SKIP() << "no usable CUDA device: " << kernels::gpu::unavailable_reason();
   test::TempDir d;
-  // Everywhere, GPU or not: refused when the recipe is loaded, naming the key.
-  try {
-    std::string path = materialize_embedded_recipe(d.path() + "/recipes", "grpo-tiny-nvfp4-kv.yaml");
-    Trainer t(train::load_run_recipe(path, {"model.device=cuda", "rollout.kv_cache=nvfp4"}), false);
-    FAIL() << "native KV storage with model.device cuda must be refused";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.key(), "rollout.kv_cache") << e.what();
+  Trainer t(gpu_recipe(d.path(), "grpo-tiny-nvfp4-kv.yaml", {"algorithm.steps=2", "rollout.kv_cache=nvfp4"}), false);
+  t.run();
+  auto lines = train::read_metrics_lines(d.path() + "/run/metrics.jsonl");
+  ASSERT_EQ(lines.size(), 2u);
+  for (const auto& j : lines) {
+    EXPECT_EQ(j["gen_kl_error"].get<double>(), 0.0);
+    EXPECT_EQ(j["token_mult_prob_error"].get<double>(), 1.0);
+    std::printf("nvfp4 rollout cache: %.0f bytes/token\n", j["kv_cache_bytes_per_token"].get<double>());
   }
+}
+
+TEST(GpuTrainer, NativeKvCacheRecipeIsAcceptedForCuda) {
+  test::TempDir d;
+  // Everywhere, GPU or not: native storage with model.device cuda loads (it used to be refused).
+  std::string path = materialize_embedded_recipe(d.path() + "/recipes", "grpo-tiny-nvfp4-kv.yaml");
+  auto r = train::load_run_recipe(path, {"model.device=cuda", "rollout.kv_cache=nvfp4"});
+  EXPECT_EQ(r.rollout.kv_cache, "nvfp4");
 }
 
 }  // namespace

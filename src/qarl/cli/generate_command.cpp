@@ -193,7 +193,7 @@ std::function<int()> setup(CLI::App& app) {
   app.add_option("--out", o->out, "output JSONL: one line per sample")->required();
   app.add_option("--recipe", o->recipe, "quantization recipe (ModelOpt YAML) for the K/V quantizers");
   app.add_option("--kv-amax", o->kv_amax, "safetensors file with K/V _amax tensors (else the checkpoint's)");
-  app.add_option("--kv-cache", o->kv_cache, "KV cache storage: auto (fp32, fake-quantized), fp8, nvfp4")
+  app.add_option("--kv-cache", o->kv_cache, "KV cache storage: auto (fake-quantized fp32, bf16 on cuda), fp8, nvfp4")
       ->check(CLI::IsMember({"auto", "fp8", "nvfp4"}));
   app.add_option("--max-new-tokens", o->max_new_tokens, "tokens to generate per sample (default 16)");
   app.add_option("--temperature", o->temperature, "sampling temperature; 0 = greedy (default 1)");
@@ -216,9 +216,6 @@ std::function<int()> setup(CLI::App& app) {
                  "cuda only: exact (logprobs equal `qarl score --device cuda` bitwise) or fast")
       ->check(CLI::IsMember({"exact", "fast"}));
   return [o] {
-    if (o->device == "cuda" && o->kv_cache != "auto")
-      throw usage_err("--device cuda: --kv-cache {} (native storage) is CPU-only for now; the GPU "
-                      "cache holds the fake-quantized values in bf16", o->kv_cache);
     if (o->device == "cuda" && !kernels::gpu::available())
       throw usage_err("--device cuda: {}", kernels::gpu::unavailable_reason());
     quant::QuantRecipe recipe = o->recipe.empty() ? quant::QuantRecipe::none()
@@ -291,11 +288,14 @@ std::function<int()> setup(CLI::App& app) {
       gpu::GpuModel gm(rm->model(), kernels::gpu::parse_gemm_mode(o->gemm_mode.c_str()));
       gpu::GenerateOptions go;
       go.seed = o->seed;
+      go.kv_mode = cfg.kv_mode;  // native fp8/nvfp4 storage on the device too
       gpu::GenerateStats gs;
       outs = gpu::generate(gm, std::move(reqs), go, [&](int64_t done) { bar.update(done); }, &gs);
       bar.finish(fmt::format("{} steps on {} ({} GEMM)", gs.steps, kernels::gpu::device_name(), o->gemm_mode));
-      summary = fmt::format("{} prefill + {} sampled tokens, {:.3f} s prefill steps, {:.3f} s decode steps",
-                            gs.prefill_tokens, gs.decode_tokens, gs.prefill_s, gs.decode_s);
+      summary = fmt::format("{} prefill + {} sampled tokens, {:.3f} s prefill steps, {:.3f} s decode steps; "
+                            "GPU KV cache {} {} bytes/token",
+                            gs.prefill_tokens, gs.decode_tokens, gs.prefill_s, gs.decode_s,
+                            rollout::kv_cache_mode_name(cfg.kv_mode), gs.kv_bytes_per_token);
 #endif
     } else {
       outs = engine.generate(std::move(reqs), [&](int64_t done) { bar.update(done); });

@@ -85,10 +85,18 @@ std::vector<rollout::SampleOutput> generate(GpuModel& m, std::vector<rollout::Ge
   }
   const int slots = std::max(1, std::min(o.max_active, int(pending.size())));
   PagedCache cache = PagedCache::for_sequences(c.num_hidden_layers, c.num_key_value_heads, c.head_dim,
-                                               slots, max_len);
+                                               slots, max_len, 16, o.kv_mode);
+  cache.set_codecs(m.k_quantizers(), m.v_quantizers());  // native modes: the scales, checked
+  if (stats) {
+    stats->kv_cache_bytes = cache.bytes();
+    stats->kv_bytes_per_token = cache.bytes_per_token();
+    stats->kv_scratch_bytes = cache.scratch_bytes();
+  }
   // The RoPE tables cover every position up front: a captured decode step reads them in place.
   m.ensure_rope(max_len);
-  DecodeGraphs graphs(m, cache, o.cuda_graphs);
+  // A native cache's decode to scratch launches a grid sized by this step's live blocks (a host
+  // value), which a captured graph would freeze: native caches decode steps eagerly.
+  DecodeGraphs graphs(m, cache, o.cuda_graphs && !cache.native());
   std::vector<int> free_slots;
   for (int s = slots - 1; s >= 0; --s) free_slots.push_back(s);
   std::vector<Sample> active;

@@ -23,12 +23,19 @@ struct GenerateStats {
   double prefill_s = 0, decode_s = 0;  // forward + logits copy of steps with / without prefill
   int64_t prefill_tokens = 0, decode_tokens = 0, steps = 0, decode_steps = 0;
   int64_t graph_steps = 0, graph_captures = 0;  // decode steps replayed from a CUDA graph
+  // The PagedCache's (paged_cache.h): device bytes (incl. scratch), storage per token, scratch.
+  int64_t kv_cache_bytes = 0, kv_bytes_per_token = 0, kv_scratch_bytes = 0;
 };
 
 struct GenerateOptions {
   uint64_t seed = 0;     // for requests without their own
   int max_active = 256;  // samples in flight (cache slots)
   bool cuda_graphs = true;  // capture decode steps (off: the same kernels launched one by one)
+  // KV storage, as the CPU engine's EngineConfig::kv_mode (--kv-cache, rollout.kv_cache): auto
+  // keeps bf16 fake-quantized rows; fp8 / nvfp4 keep the K/V quantizers' codes (needs them
+  // enabled in that format with their amax: usage Error otherwise). Same tokens and logprobs.
+  // Native caches decode without CUDA graphs (generate.cpp).
+  rollout::KVCacheMode kv_mode = rollout::KVCacheMode::Auto;
 };
 
 // Outputs in request order, samples in order within a request; a request with bad parameters

@@ -49,6 +49,8 @@ void quantize_kv(const quant::TensorQuantizer& q, const Tensor& x, void* stream)
 Tensor GpuModel::forward(const std::vector<Chunk>& chunks, PagedCache& cache, TrainState* st) {
   const auto& c = cfg_;
   const int64_t V = c.vocab_size;
+  if (st && cache.native())
+    throw err("the training forward takes a bf16 cache (native KV storage is for the rollout)");
 
   // ---- pack the rows ----
   std::vector<int32_t> tokens, positions, row_seq;
@@ -182,10 +184,16 @@ void run_forward(GpuModel& m, const ForwardRows& in, PagedCache& cache, ForwardS
     const auto& vq = m.v_quantizers()[size_t(l)];
     if (st && kq.enabled() && !kq.config().pass_through_bwd) A.k_pre = A.k.clone();
     if (st && vq.enabled() && !vq.config().pass_through_bwd) A.v_pre = A.v.clone();
-    quantize_kv(kq, A.k, s);
-    quantize_kv(vq, A.v, s);
-    const kg::PagedKV view = cache.layer_view(l);
-    kg::launch_kv_write(view, B(A.k), B(A.v), kd, in.seq, in.pos, R, s);
+    if (cache.native()) {
+      // Native fp8/nvfp4 storage: codes from the rows before the quantizer (paged_cache.h).
+      cache.write_native(l, B(A.k), B(A.v), kd, in.seq, in.pos, R, s);
+    } else {
+      quantize_kv(kq, A.k, s);
+      quantize_kv(vq, A.v, s);
+      kg::launch_kv_write(cache.layer_view(l), B(A.k), B(A.v), kd, in.seq, in.pos, R, s);
+    }
+    section("fwd.kv_read");
+    const kg::PagedKV view = cache.read_view(l, s);  // native: this layer decoded into bf16 scratch
     need(A.attn, {R, qd}, DType::BF16);
     need(A.lse, {R * nh}, DType::F32);
     section("fwd.attention");

@@ -27,12 +27,17 @@ std::string TrainerBackend::device() const { return kernels::gpu::device_name();
 
 int64_t TrainerBackend::kv_bytes_per_token() const {
   const auto& c = policy_->config();
-  return int64_t(c.num_hidden_layers) * 2 * policy_->kv_dim() * 2;
+  const int64_t d = policy_->kv_dim();
+  const int64_t row = kv_mode_ == rollout::KVCacheMode::Auto  ? d * 2
+                      : kv_mode_ == rollout::KVCacheMode::FP8 ? d
+                                                              : d / 2 + d / 16;
+  return int64_t(c.num_hidden_layers) * 2 * row;  // as PagedCache::bytes_per_token()
 }
 
 std::vector<rollout::SampleOutput> TrainerBackend::generate(std::vector<rollout::GenRequest> reqs, uint64_t seed) {
   GenerateOptions o;
   o.seed = seed;
+  o.kv_mode = kv_mode_;
   return gpu::generate(*rollout_, std::move(reqs), o);
 }
 

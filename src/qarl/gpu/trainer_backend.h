@@ -31,7 +31,9 @@ class TrainerBackend {
 
   std::string label() const;  // "cuda-exact" / "cuda-fast"
   std::string device() const;
-  int64_t kv_bytes_per_token() const;  // bf16 K and V rows of every layer
+  int64_t kv_bytes_per_token() const;  // K and V rows of every layer in the rollout's storage
+  // The rollout's KV storage (rollout.kv_cache): auto (bf16), fp8 or nvfp4 (native codes).
+  void set_kv_cache_mode(rollout::KVCacheMode m) { kv_mode_ = m; }
 
   std::vector<rollout::SampleOutput> generate(std::vector<rollout::GenRequest> reqs, uint64_t seed);
   // Training forward of one micro-batch (kept for backward()).
@@ -53,6 +55,7 @@ class TrainerBackend {
   std::unique_ptr<GpuAdamW> opt_;
   std::unique_ptr<GpuGrads> grads_;
   TrainState state_;
+  rollout::KVCacheMode kv_mode_ = rollout::KVCacheMode::Auto;
 };
 
 }  // namespace qarl::gpu

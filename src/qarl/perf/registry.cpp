@@ -23,6 +23,7 @@ const Registry& builtin_registry() {
 #if QARL_HAVE_CUDA
     add_gpu_model_benchmarks(reg);  // src/qarl/gpu (CUDA builds only)
     add_model_ops_benchmarks(reg);
+    add_gpu_kv_cache_benchmarks(reg);
 #endif
     return reg;
   }();

@@ -70,5 +70,6 @@ void add_gemm_benchmarks(Registry& r);  // gemm_cases.cpp
 void add_attention_benchmarks(Registry& r);  // CUDA builds only (no-op otherwise)
 void add_gpu_model_benchmarks(Registry& r);  // CUDA builds only
 void add_model_ops_benchmarks(Registry& r);  // model_ops_cases.cpp; CUDA builds only
+void add_gpu_kv_cache_benchmarks(Registry& r);  // gpu/kv_cache_bench.cpp, CUDA builds only
 
 }  // namespace qarl::perf

@@ -237,6 +237,7 @@ void Trainer::Impl::setup_gpu() {
       *policy, rollout_model->model(), reference.get(),
       kernels::gpu::parse_gemm_mode(r.model.gemm_mode.c_str()),
       train::AdamWOptions{a.beta1, a.beta2, a.eps, a.weight_decay}, *opt);
+  gpu->set_kv_cache_mode(rollout::parse_kv_cache_mode(r.rollout.kv_cache));
   log_info("GPU: {} ({} GEMM): rollouts, trainer passes, AdamW and refit on the device", gpu->device(),
            r.model.gemm_mode);
 #else

@@ -367,9 +367,6 @@ RunRecipe parse_run_recipe(const std::string& text, const std::string& label,
       return err("model.device: cuda: {}", why).file(label).key(key);
     };
     if (a.name == "distill") throw refuse("algorithm.name", "distillation runs on the CPU only for now");
-    if (r.rollout.kv_cache != "auto")
-      throw refuse("rollout.kv_cache", "native K/V storage (fp8/nvfp4) is CPU-only for now; the GPU "
-                                       "cache holds the fake-quantized values in bf16");
     if (r.rollout_only_experiment)
       throw refuse("quant.rollout_only_experiment", "the rollout-only experiment runs on the CPU only for now");
   }
