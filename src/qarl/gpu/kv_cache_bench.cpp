@@ -4,7 +4,9 @@
 // fake-quantized rows) against the native one (codes + one layer of bf16 scratch, decoded
 // before each layer's attention). Reported per row: decode step time and tokens/s, the cache's
 // bytes per token and device bytes, and the GPU time of the native decode (section
-// fwd.kv_read) per forward step. Both caches produce the same tokens (checked here too).
+// fwd.kv_read) per forward, from a short run under the section timer (its prefill step
+// decodes as many rows as a decode step, so the average stands for both; the attention
+// metric of that run includes the prefill's). Both caches produce the same tokens (checked).
 #include <algorithm>
 #include <chrono>
 
@@ -127,13 +129,13 @@ std::vector<Result> run_kv(const Options& opt) {
         Result r{fmt::format("model_decode_kvcache_b{}_p{}_{}", sh.batch, sh.prompt, label), "BF16",
                  fmt::format("{} {}+{}", shape, sh.prompt, sh.gen), step, 0, 0,
                  fmt::format("{:.0f} tok/s decode ({:.2f} ms/step{}), {:.1f} tok/s generate; KV {} B/token, cache "
-                             "{:.1f} MiB (scratch {:.1f}); per forward: kv_read {:.3f} ms, attention {:.3f} ms",
+                             "{:.1f} MiB (scratch {:.1f}); kv_read (decode to scratch) {:.3f} ms GPU per forward",
                              sh.batch / step, step * 1e3,
                              is_native ? fmt::format(", {:+.1f}% vs simulated", (step / sim_step - 1) * 100) : "",
                              double(sh.batch) * sh.gen / total, st.kv_bytes_per_token,
                              double(st.kv_cache_bytes) / (1 << 20),
                              double(st.kv_scratch_bytes) / (1 << 20),
-                             per_fwd_kv * 1e3, per_fwd_attn * 1e3)};
+                             per_fwd_kv * 1e3)};
         r.metrics = {{"decode_tokens_per_s", sh.batch / step},
                      {"decode_step_s", step},
                      {"tokens_per_s", double(sh.batch) * sh.gen / total},
@@ -141,7 +143,7 @@ std::vector<Result> run_kv(const Options& opt) {
                      {"kv_cache_bytes", double(st.kv_cache_bytes)},
                      {"kv_scratch_bytes", double(st.kv_scratch_bytes)},
                      {"kv_read_s_per_forward", per_fwd_kv},
-                     {"attention_s_per_forward", per_fwd_attn}};
+                     {"attention_s_per_forward_with_prefill", per_fwd_attn}};
         if (is_native) r.metrics.emplace_back("step_vs_simulated", step / sim_step);
         log_info("{}: {}", r.name, r.note);
         out.push_back(std::move(r));
