@@ -105,17 +105,16 @@ __device__ __forceinline__ void decode_nvfp4_group(const uint8_t* __restrict__ p
   store16(dst, y);
 }
 
-// grid.y walks the entries, grid.x x threads the rows x groups of one entry (a few CUDA
-// blocks per cache block, so that a batch-1 decode of a short context still fills the SMs).
+// One CUDA block per entry (grid-stride over entries); its threads cover rows x groups.
 template <bool kNvfp4>
 __global__ void kv_decode_native_kernel(NativeKV kv, const int32_t* __restrict__ entries,
                                         int n_entries, bf16* __restrict__ k_out,
                                         bf16* __restrict__ v_out) {
   const int G = kv.row_values / 16;
-  for (int e = blockIdx.y; e < n_entries; e += gridDim.y) {
+  for (int e = blockIdx.x; e < n_entries; e += gridDim.x) {
     const int64_t blk = entries[2 * e];
     const int rows = entries[2 * e + 1];
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < rows * G; i += gridDim.x * blockDim.x) {
+    for (int i = threadIdx.x; i < rows * G; i += blockDim.x) {
       const int64_t slot = blk * kv.block_size + i / G;
       const int g = i % G;
       const int64_t out = slot * kv.row_values + int64_t(g) * 16;
@@ -153,8 +152,7 @@ void launch_kv_decode_native(const NativeKV& kv, const int32_t* entries, int n_e
                              bf16* k_out, bf16* v_out, void* stream) {
   if (n_entries <= 0) return;
   const int threads = 128;
-  const int per_entry = (kv.block_size * (kv.row_values / 16) + threads - 1) / threads;
-  const dim3 grid(unsigned(per_entry < 64 ? per_entry : 64), unsigned(n_entries < 65535 ? n_entries : 65535));
+  const int grid = n_entries < 65535 ? n_entries : 65535;
   auto st = static_cast<cudaStream_t>(stream);
   if (kv.format == KvFormat::NVFP4)
     kv_decode_native_kernel<true><<<grid, threads, 0, st>>>(kv, entries, n_entries, k_out, v_out);
