@@ -8,7 +8,6 @@
 // decodes as many rows as a decode step, so the average stands for both; the attention
 // metric of that run includes the prefill's). Both caches produce the same tokens (checked).
 #include <algorithm>
-#include <chrono>
 
 #include <cuda_runtime.h>
 #include <fmt/format.h>
@@ -16,6 +15,7 @@
 #include "qarl/core/error.h"
 #include "qarl/core/log.h"
 #include "qarl/core/rng.h"
+#include "qarl/gpu/bench_util.h"
 #include "qarl/gpu/generate.h"
 #include "qarl/gpu/gpu_model.h"
 #include "qarl/gpu/section_timer.h"
@@ -24,29 +24,8 @@
 namespace qarl::perf {
 namespace {
 
-io::HFConfig qwen3_06b_shape(bool quick) {
-  io::HFConfig c;
-  c.architecture = "Qwen3ForCausalLM";
-  c.family = io::ModelFamily::Qwen3;
-  c.model_type = "qwen3";
-  c.vocab_size = quick ? 4099 : 151936;
-  c.hidden_size = 1024;
-  c.intermediate_size = 3072;
-  c.num_hidden_layers = quick ? 2 : 28;
-  c.num_attention_heads = 16;
-  c.num_key_value_heads = 8;
-  c.head_dim = 128;
-  c.max_position_embeddings = 40960;
-  c.rope_theta = 1000000.0;
-  c.rms_norm_eps = 1e-6;
-  c.qk_norm = true;
-  c.tie_word_embeddings = true;
-  return c;
-}
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+using gpu::bench::now_s;
+using gpu::bench::qwen3_06b_shape;
 
 std::vector<quant::TensorQuantizer> quantizers(int n, quant::Format f) {
   quant::QuantizerConfig c;

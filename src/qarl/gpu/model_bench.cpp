@@ -8,7 +8,6 @@
 //   model_train_{fast,exact}: one training step of 8 x 1024 tokens (forward, backward of a
 //     token-mean loss, clipping, AdamW); TFLOP/s at 6 x params x tokens.
 #include <algorithm>
-#include <chrono>
 #include <functional>
 #include <memory>
 
@@ -18,6 +17,7 @@
 #include "qarl/core/error.h"
 #include "qarl/core/log.h"
 #include "qarl/core/rng.h"
+#include "qarl/gpu/bench_util.h"
 #include "qarl/gpu/generate.h"
 #include "qarl/gpu/gpu_adamw.h"
 #include "qarl/gpu/gpu_model.h"
@@ -32,29 +32,8 @@
 namespace qarl::perf {
 namespace {
 
-io::HFConfig qwen3_06b(bool quick) {
-  io::HFConfig c;
-  c.architecture = "Qwen3ForCausalLM";
-  c.family = io::ModelFamily::Qwen3;
-  c.model_type = "qwen3";
-  c.vocab_size = quick ? 4099 : 151936;
-  c.hidden_size = 1024;
-  c.intermediate_size = 3072;
-  c.num_hidden_layers = quick ? 2 : 28;
-  c.num_attention_heads = 16;
-  c.num_key_value_heads = 8;
-  c.head_dim = 128;
-  c.max_position_embeddings = 40960;
-  c.rope_theta = 1000000.0;
-  c.rms_norm_eps = 1e-6;
-  c.qk_norm = true;
-  c.tie_word_embeddings = true;
-  return c;
-}
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+using gpu::bench::now_s;
+using gpu::bench::qwen3_06b_shape;
 
 std::vector<std::vector<int32_t>> random_tokens(int batch, int len, int vocab, uint64_t seed) {
   SequentialRng rng(seed, 1);
@@ -131,7 +110,7 @@ struct BenchModel {
 
 BenchModel make_model(const Options& opt) {
   BenchModel b;
-  b.cfg = qwen3_06b(opt.quick);
+  b.cfg = qwen3_06b_shape(opt.quick);
   const double t_init = now_s();
   model::Model host = model::Model::random_init(b.cfg, 1234);
   b.m = std::make_unique<gpu::GpuModel>(host, gpu::GemmMode::kFast);
