@@ -13,7 +13,6 @@
 #include <fmt/format.h>
 
 #include "qarl/core/error.h"
-#include "qarl/core/rng.h"
 #include "qarl/core/tensor.h"
 #include "qarl/kernels/cuda/attention_gpu.h"
 #include "qarl/kernels/cuda/device.h"
@@ -32,10 +31,7 @@ namespace gpu = kernels::gpu;
 constexpr int kHeads = 16, kKvHeads = 8, kHd = 128, kBlock = 16;
 
 Tensor random_bf16_device(int64_t n, uint64_t seed) {
-  std::vector<float> v(static_cast<size_t>(n));
-  CounterRng rng(seed, 0);
-  for (int64_t i = 0; i < n; ++i) v[size_t(i)] = 2.0f * rng.uniform(0, uint64_t(i)) - 1.0f;
-  return Tensor::from_f32(v, {n}, DType::BF16).to_device(Device::CUDA);
+  return random_uniform_device(n, DType::BF16, 1.0f, seed);
 }
 
 // n_seqs sequences of ctx tokens each in a pool with an identity block table.

@@ -8,7 +8,6 @@
 
 #include <fmt/format.h>
 
-#include "qarl/core/rng.h"
 #include "qarl/core/tensor.h"
 #include "qarl/kernels/cpu/rope.h"
 #include "qarl/kernels/cuda/device.h"
@@ -22,12 +21,6 @@ namespace {
 namespace gpu = kernels::gpu;
 using kernels::gpu::Elem;
 
-Tensor random_device(int64_t n, DType t, float scale, uint64_t seed) {
-  std::vector<float> v(static_cast<size_t>(n));
-  CounterRng rng(seed, 0);
-  for (int64_t i = 0; i < n; ++i) v[size_t(i)] = scale * (2.0f * rng.uniform(0, uint64_t(i)) - 1.0f);
-  return Tensor::from_f32(v, {n}, t).to_device(Device::CUDA);
-}
 float* F(const Tensor& t) { return const_cast<float*>(t.data_as<float>()); }
 gpu::bf16* B(const Tensor& t) { return reinterpret_cast<gpu::bf16*>(const_cast<void*>(t.data())); }
 
@@ -44,14 +37,14 @@ std::vector<Result> run_cuda(const Options& opt) {
     out.push_back({name, "F32", shape, sec, bytes, 0, note});
   };
   {  // hidden RMSNorm forward (fp32 residual in, bf16 out, rstd) and backward (dx accumulated, dw)
-    Tensor x = random_device(R * H, DType::F32, 2.0f, 1), w = random_device(H, DType::F32, 1.0f, 2);
+    Tensor x = random_uniform_device(R * H, DType::F32, 2.0f, 1), w = random_uniform_device(H, DType::F32, 1.0f, 2);
     Tensor y = Tensor::empty({R * H}, DType::BF16, Device::CUDA), rs = Tensor::empty({R}, DType::F32, Device::CUDA);
     add("norm_fwd", rows + "1024]", R * H * (4.0 + 2.0) + R * 4.0, [&] {
       gpu::launch_rmsnorm_forward(Elem::F32, x.data(), H, F(w), R, 1, int(H), 1e-6f, Elem::BF16, y.data(), H, F(rs), nullptr);
     }, "fp32 -> bf16 + rstd");
-    Tensor dy = random_device(R * H, DType::F32, 1.0f, 3), dx = random_device(R * H, DType::F32, 1.0f, 4);
+    Tensor dy = random_uniform_device(R * H, DType::F32, 1.0f, 3), dx = random_uniform_device(R * H, DType::F32, 1.0f, 4);
     Tensor xc = Tensor::empty({R * H}, DType::F32, Device::CUDA);
-    Tensor dw = random_device(H, DType::F32, 1.0f, 5);
+    Tensor dw = random_uniform_device(H, DType::F32, 1.0f, 5);
     add("norm_bwd", rows + "1024]", R * H * (4.0 * 4), [&] {
       gpu::launch_rmsnorm_backward(Elem::F32, dy.data(), H, Elem::F32, x.data(), H, F(w), F(rs), R, 1, int(H),
                                    F(dx), H, true, F(dw), nullptr);
@@ -65,8 +58,8 @@ std::vector<Result> run_cuda(const Options& opt) {
     }, "the x.clone() the forward makes per norm");
   }
   {  // q/k norm + RoPE + bf16 (forward) and its backward with the norm weights' dw
-    Tensor qkv = random_device(R * W, DType::F32, 2.0f, 6);
-    Tensor qn = random_device(hd, DType::F32, 1.0f, 7), kn = random_device(hd, DType::F32, 1.0f, 8);
+    Tensor qkv = random_uniform_device(R * W, DType::F32, 2.0f, 6);
+    Tensor qn = random_uniform_device(hd, DType::F32, 1.0f, 7), kn = random_uniform_device(hd, DType::F32, 1.0f, 8);
     const auto tab = kernels::rope_tables(kernels::rope_inv_freq(int(hd), 1e6, {}), 1024);
     Tensor cs = Tensor::from_f32(tab.cos, {int64_t(tab.cos.size())}).to_device(Device::CUDA);
     Tensor sn = Tensor::from_f32(tab.sin, {int64_t(tab.sin.size())}).to_device(Device::CUDA);
@@ -81,8 +74,8 @@ std::vector<Result> run_cuda(const Options& opt) {
       gpu::launch_qkv_prepare(F(qkv), R, int(nh), int(nkv), int(hd), F(qn), F(kn), 1e-6f, pp, F(cs), F(sn), B(o16),
                               B(k16), B(v16), F(qr), F(kr), nullptr);
     }, "fp32 projection -> bf16 q,k,v + k,v copies");
-    Tensor dqkv = random_device(R * W, DType::F32, 1.0f, 9);
-    Tensor dqn = random_device(hd, DType::F32, 1.0f, 10), dkn = random_device(hd, DType::F32, 1.0f, 11);
+    Tensor dqkv = random_uniform_device(R * W, DType::F32, 1.0f, 9);
+    Tensor dqn = random_uniform_device(hd, DType::F32, 1.0f, 10), dkn = random_uniform_device(hd, DType::F32, 1.0f, 11);
     add("qk_prep_bwd", rows + "4096]", R * W * (4.0 + 2.0) + R * (qd + kd) * 4.0 + R * kd * 4.0, [&] {
       gpu::launch_qkv_prepare_backward(F(dqkv), F(qkv), R, int(nh), int(nkv), int(hd), F(qn), F(kn), F(qr), F(kr),
                                        B(k16), B(v16), 4.0f, 4.0f, pp, F(cs), F(sn), B(o16), F(dqn), F(dkn), nullptr);
@@ -93,7 +86,7 @@ std::vector<Result> run_cuda(const Options& opt) {
     }, "the same without the norm weights' dw");
   }
   {  // SwiGLU forward and backward
-    Tensor gu = random_device(R * 2 * I, DType::BF16, 2.0f, 12), h = Tensor::empty({R * I}, DType::BF16, Device::CUDA);
+    Tensor gu = random_uniform_device(R * 2 * I, DType::BF16, 2.0f, 12), h = Tensor::empty({R * I}, DType::BF16, Device::CUDA);
     add("swiglu_fwd", rows + "2x3072]", R * I * 2.0 * 3, [&] { gpu::launch_swiglu_forward(B(gu), R, I, B(h), nullptr); },
         "bf16");
     Tensor dgu = Tensor::empty({R * 2 * I}, DType::BF16, Device::CUDA);
@@ -103,8 +96,8 @@ std::vector<Result> run_cuda(const Options& opt) {
   }
   {  // AdamW over the tied embedding's size (155 M parameters)
     const int64_t n = opt.quick ? (1 << 20) : 151936 * H;
-    Tensor p = random_device(n, DType::F32, 0.05f, 13), m = random_device(n, DType::F32, 0.01f, 14);
-    Tensor v = random_device(n, DType::F32, 0.01f, 15), g = random_device(n, DType::F32, 0.01f, 16);
+    Tensor p = random_uniform_device(n, DType::F32, 0.05f, 13), m = random_uniform_device(n, DType::F32, 0.01f, 14);
+    Tensor v = random_uniform_device(n, DType::F32, 0.01f, 15), g = random_uniform_device(n, DType::F32, 0.01f, 16);
     for (float* q : {F(v)}) gpu::launch_scale(q, n, 0.0f, nullptr);  // v >= 0
     Tensor wk = Tensor::empty({n}, DType::BF16, Device::CUDA);
     gpu::AdamWScalars s{0.9, 0.95, 1e-8, 1e-6 * 0.1, 1e-6 / 0.1, std::sqrt(0.05), 0.5f};

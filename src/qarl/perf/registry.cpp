@@ -7,10 +7,18 @@
 
 #include <omp.h>
 
+#include "qarl/core/rng.h"
 #include "qarl/core/tensor.h"
 #include "qarl/kernels/cuda/device.h"
 
 namespace qarl::perf {
+
+Tensor random_uniform_device(int64_t n, DType t, float scale, uint64_t seed) {
+  std::vector<float> v(static_cast<size_t>(n));
+  CounterRng rng(seed, 0);
+  for (int64_t i = 0; i < n; ++i) v[size_t(i)] = scale * (2.0f * rng.uniform(0, uint64_t(i)) - 1.0f);
+  return Tensor::from_f32(v, {n}, t).to_device(Device::CUDA);
+}
 
 const char* backend_name(Backend b) { return b == Backend::CPU ? "cpu" : "cuda"; }
 

@@ -11,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "qarl/core/tensor.h"
+
 namespace qarl::perf {
 
 enum class Backend { CPU, CUDA };
@@ -60,6 +62,10 @@ const Registry& builtin_registry();
 
 // Limits measured now on `backend` (a copy of `bytes` bytes, median of several).
 Limits measure_limits(Backend backend, const Options& opt);
+
+// n values scale * (2u - 1), u = CounterRng(seed, 0).uniform(0, i), rounded to `t`, on the
+// GPU: fresh, reproducible, nonzero bench inputs (a case's seeds keep its tensors apart).
+Tensor random_uniform_device(int64_t n, DType t, float scale, uint64_t seed);
 
 // Median wall time of fn() over reps calls after warmup calls (CPU).
 double time_median_cpu_s(const std::function<void()>& fn, int warmup, int reps);
