@@ -155,6 +155,17 @@ TEST(CudaModelOps, RmsNormForwardMatchesCpu) {
         const double bound = out_t == Elem::F32 ? 1e-5 : 1e-2;
         EXPECT_TRUE(close(download(yd, c.rows, cols, ys), rounded(want, dtype_of(out_t)), bound));
         EXPECT_TRUE(gaps_untouched(yd, c.rows, cols, ys));
+        {  // x_copy: the input's bits at x's stride; y and rstd unchanged
+          Tensor cd = upload({}, c.rows, cols, xs, dtype_of(in_t));
+          Tensor y2 = upload({}, c.rows, cols, ys, dtype_of(out_t));
+          Tensor r2 = poisoned(c.rows * c.groups, DType::F32);
+          gpu::launch_rmsnorm_forward(in_t, xd.data(), xs, f32p(wd), c.rows, c.groups, c.dim, eps,
+                                      out_t, y2.data(), ys, f32p(r2), nullptr, cd.data());
+          EXPECT_TRUE(same_bits(download_bits(cd, c.rows, cols, xs), download_bits(xd, c.rows, cols, xs)));
+          EXPECT_TRUE(gaps_untouched(cd, c.rows, cols, xs));
+          EXPECT_TRUE(same_bits(download_bits(y2, c.rows, cols, ys), download_bits(yd, c.rows, cols, ys)));
+          EXPECT_TRUE(same_bits(download(r2), download(rd)));
+        }
         if (in_t == out_t) {  // in place, rstd not requested
           gpu::launch_rmsnorm_forward(in_t, xd.data(), xs, f32p(wd), c.rows, c.groups, c.dim,
                                       eps, out_t, xd.data(), xs, nullptr, nullptr);
@@ -199,11 +210,16 @@ TEST(CudaModelOps, RmsNormBackwardMatchesCpu) {
           Tensor wd = upload(w), rd = upload(rstd), dwd = upload(dw0);
           Tensor dxd = accumulate ? upload(dx0, c.rows, cols, dxs, DType::F32)
                                   : upload({}, c.rows, cols, dxs, DType::F32);
+          // dx16: dx's final values in bf16, the bits a cast of dx gives.
+          Tensor d16 = upload({}, c.rows, cols, dxs, DType::BF16);
           gpu::launch_rmsnorm_backward(dy_t, gd.data(), gs, in_t, xd.data(), xs, f32p(wd),
                                        f32p(rd), c.rows, c.groups, c.dim, f32p(dxd), dxs,
-                                       accumulate, f32p(dwd), nullptr);
+                                       accumulate, f32p(dwd), nullptr, static_cast<uint16_t*>(d16.data()));
           EXPECT_TRUE(close(download(dxd, c.rows, cols, dxs), want, 1e-5));
           EXPECT_TRUE(gaps_untouched(dxd, c.rows, cols, dxs));
+          EXPECT_TRUE(same_bits(download_bits(d16, c.rows, cols, dxs),
+                                bits_in(download(dxd, c.rows, cols, dxs), DType::BF16)));
+          EXPECT_TRUE(gaps_untouched(d16, c.rows, cols, dxs));
           EXPECT_TRUE(close(download(dwd), dw_cpu, 1e-5));
           if (dy_t == Elem::F32 && !accumulate) {  // dx aliasing dy, no dw
             const auto first = download(dxd, c.rows, cols, dxs);

@@ -142,11 +142,13 @@ void backward(GpuModel& m, TrainState& st, const std::vector<std::vector<float>>
   dlogits = Tensor();
   section("bwd.norm");
   Tensor dx = dev({R, H}, DType::F32);
+  // Every hidden norm's backward also leaves dx in bf16 (dx16), the input of the next product.
+  Tensor dx16 = dev({R, H}, DType::BF16);
   kg::launch_rmsnorm_backward(Elem::F32, F(dhf), H, Elem::F32, F(st.x_final), H, F(m.final_norm()),
-                              F(st.rstd_f), R, 1, int(H), F(dx), H, false, F(G.final_norm), nullptr);
+                              F(st.rstd_f), R, 1, int(H), F(dx), H, false, F(G.final_norm), nullptr,
+                              Bm(dx16));
   dhf = Tensor();
 
-  Tensor dx16 = dev({R, H}, DType::BF16);
   Tensor dact = dev({R, I}, DType::BF16), dgu = dev({R, 2 * I}, DType::BF16);
   Tensor dh = dev({R, H}, DType::F32), dattn = dev({R, qd}, DType::BF16);
   Tensor dqkv = dev({R, W}, DType::F32), dqkv16 = dev({R, W}, DType::BF16);
@@ -160,7 +162,6 @@ void backward(GpuModel& m, TrainState& st, const std::vector<std::vector<float>>
     GpuGrads::Layer& GL = G.layers[size_t(l)];
     // ---- MLP: x += down(silu(gate) * up)(norm2(x_mid)) ----
     section("bwd.gemm.down");
-    kg::launch_cast(Elem::F32, F(dx), Elem::BF16, dx16.data(), R * H, nullptr);
     kg::gemm_backward_weight(R, H, I, B(dx16), H, B(A.act), I, F(GL.down), I, nullptr);
     kg::gemm_backward_data(R, H, I, B(dx16), H, B(L.w_down), I, Elem::BF16, dact.data(), I, false, nullptr);
     section("bwd.swiglu");
@@ -170,12 +171,11 @@ void backward(GpuModel& m, TrainState& st, const std::vector<std::vector<float>>
     kg::gemm_backward_data(R, 2 * I, H, B(dgu), 2 * I, B(L.w_gu), H, Elem::F32, F(dh), H, false, nullptr);
     section("bwd.norm");
     kg::launch_rmsnorm_backward(Elem::F32, F(dh), H, Elem::F32, F(A.x_mid), H, F(L.post_norm), F(A.rstd2),
-                                R, 1, int(H), F(dx), H, true, F(GL.post_norm), nullptr);
+                                R, 1, int(H), F(dx), H, true, F(GL.post_norm), nullptr, Bm(dx16));
     A.act = A.gu = A.h2 = A.x_mid = Tensor();
     // ---- attention: x += o(attn(q, k, v)) (+ o bias) ----
     section("bwd.gemm.o");
     if (L.o_bias.defined()) kg::launch_bias_backward(Elem::F32, F(dx), R, H, H, F(GL.o_bias), nullptr);
-    kg::launch_cast(Elem::F32, F(dx), Elem::BF16, dx16.data(), R * H, nullptr);
     kg::gemm_backward_weight(R, H, qd, B(dx16), H, B(A.attn), qd, F(GL.o), qd, nullptr);
     kg::gemm_backward_data(R, H, qd, B(dx16), H, B(L.w_o), qd, Elem::BF16, dattn.data(), qd, false, nullptr);
     section("bwd.attention");
@@ -202,7 +202,7 @@ void backward(GpuModel& m, TrainState& st, const std::vector<std::vector<float>>
     kg::gemm_backward_data(R, W, H, B(dqkv16), W, B(L.w_qkv), H, Elem::F32, F(dh), H, false, nullptr);
     section("bwd.norm");
     kg::launch_rmsnorm_backward(Elem::F32, F(dh), H, Elem::F32, F(A.x_in), H, F(L.input_norm), F(A.rstd1),
-                                R, 1, int(H), F(dx), H, true, F(GL.input_norm), nullptr);
+                                R, 1, int(H), F(dx), H, true, F(GL.input_norm), nullptr, Bm(dx16));
     A = LayerActs{};
     kg::check_last_launch("GPU model backward layer");
   }

@@ -37,11 +37,25 @@ kg::bf16* Bm(const Tensor& t) { return static_cast<kg::bf16*>(t.data()); }
 float* F(const Tensor& t) { return static_cast<float*>(t.data()); }
 
 // K/V quantizer in place on a contiguous bf16 [R, kd] device tensor.
-void quantize_kv(const quant::TensorQuantizer& q, const Tensor& x, void* stream) {
-  if (!q.enabled() || x.numel() == 0) return;
+// y = the quantizer's fake quant of x (y may be x); the caller checked q.enabled().
+void quantize_kv(const quant::TensorQuantizer& q, const Tensor& x, const Tensor& y, void* stream) {
+  if (x.numel() == 0) return;
   const float amax = q.effective_amax();
-  if (q.config().format == quant::Format::FP8) kg::fake_quant_fp8(x, amax, x, stream);
-  else kg::fake_quant_nvfp4(x, amax, x, stream);
+  if (q.config().format == quant::Format::FP8) kg::fake_quant_fp8(x, amax, y, stream);
+  else kg::fake_quant_nvfp4(x, amax, y, stream);
+}
+
+// K or V through its quantizer, in place; a trainer whose backward clips at amax keeps the
+// rows before the quantizer in `pre` (the quantizer then writes a fresh buffer: no copy).
+void quantize_kv_rows(const quant::TensorQuantizer& q, Tensor& rows, Tensor* pre, void* stream) {
+  if (!q.enabled()) return;
+  if (pre && !q.config().pass_through_bwd) {
+    *pre = rows;
+    rows = Tensor::empty(pre->shape(), pre->dtype(), Device::CUDA);
+    quantize_kv(q, *pre, rows, stream);
+  } else {
+    quantize_kv(q, rows, rows, stream);
+  }
 }
 
 }  // namespace
@@ -154,11 +168,11 @@ void run_forward(GpuModel& m, const ForwardRows& in, PagedCache& cache, ForwardS
     const GpuLayer& L = m.layer(l);
     LayerActs& A = st ? st->layers[size_t(l)] : fs.acts;
     section("fwd.norm");
-    if (st) A.x_in = x.clone();
+    if (st) A.x_in = dev({R, H}, DType::F32);  // the norm's input, kept for the backward
     need(A.h1, {R, H}, DType::BF16);
     need(A.rstd1, {R}, DType::F32);
     kg::launch_rmsnorm_forward(Elem::F32, F(x), H, F(L.input_norm), R, 1, int(H), eps, Elem::BF16,
-                               A.h1.data(), H, F(A.rstd1), s);
+                               A.h1.data(), H, F(A.rstd1), s, st ? A.x_in.data() : nullptr);
     section("fwd.gemm.qkv");
     kg::gemm_forward(mode, R, W, H, B(A.h1), H, B(L.w_qkv), H, Elem::F32, F(fs.qkv32), W, false, s);
     section("fwd.qk_norm_rope");
@@ -182,14 +196,12 @@ void run_forward(GpuModel& m, const ForwardRows& in, PagedCache& cache, ForwardS
     section("fwd.kv_quant_write");
     const auto& kq = m.k_quantizers()[size_t(l)];
     const auto& vq = m.v_quantizers()[size_t(l)];
-    if (st && kq.enabled() && !kq.config().pass_through_bwd) A.k_pre = A.k.clone();
-    if (st && vq.enabled() && !vq.config().pass_through_bwd) A.v_pre = A.v.clone();
     if (cache.native()) {
       // Native fp8/nvfp4 storage: codes from the rows before the quantizer (paged_cache.h).
       cache.write_native(l, B(A.k), B(A.v), kd, in.seq, in.pos, R, s);
     } else {
-      quantize_kv(kq, A.k, s);
-      quantize_kv(vq, A.v, s);
+      quantize_kv_rows(kq, A.k, st ? &A.k_pre : nullptr, s);
+      quantize_kv_rows(vq, A.v, st ? &A.v_pre : nullptr, s);
       kg::launch_kv_write(cache.layer_view(l), B(A.k), B(A.v), kd, in.seq, in.pos, R, s);
     }
     section("fwd.kv_read");
@@ -207,11 +219,11 @@ void run_forward(GpuModel& m, const ForwardRows& in, PagedCache& cache, ForwardS
     kg::gemm_forward(mode, R, H, qd, B(A.attn), qd, B(L.w_o), qd, Elem::F32, F(x), H, true, s);
     if (L.o_bias.defined()) kg::launch_add_bias(Elem::F32, F(x), R, H, H, F(L.o_bias), s);
     section("fwd.norm");
-    if (st) A.x_mid = x.clone();
+    if (st) A.x_mid = dev({R, H}, DType::F32);
     need(A.h2, {R, H}, DType::BF16);
     need(A.rstd2, {R}, DType::F32);
     kg::launch_rmsnorm_forward(Elem::F32, F(x), H, F(L.post_norm), R, 1, int(H), eps, Elem::BF16,
-                               A.h2.data(), H, F(A.rstd2), s);
+                               A.h2.data(), H, F(A.rstd2), s, st ? A.x_mid.data() : nullptr);
     need(A.gu, {R, 2 * I}, DType::BF16);
     section("fwd.gemm.gate_up");
     kg::gemm_forward(mode, R, 2 * I, H, B(A.h2), H, B(L.w_gu), H, Elem::BF16, A.gu.data(), 2 * I, false, s);

@@ -53,9 +53,18 @@ std::vector<Result> run_cuda(const Options& opt) {
       gpu::launch_rmsnorm_backward(Elem::F32, dy.data(), H, Elem::F32, x.data(), H, F(w), F(rs), R, 1, int(H),
                                    F(dx), H, true, nullptr, nullptr);
     }, "the same without dw (the dx kernel alone)");
+    add("norm_fwd_keep_input", rows + "1024]", R * H * (4.0 + 2.0 + 4.0) + R * 4.0, [&] {
+      gpu::launch_rmsnorm_forward(Elem::F32, x.data(), H, F(w), R, 1, int(H), 1e-6f, Elem::BF16, y.data(), H, F(rs),
+                                  nullptr, xc.data());
+    }, "the trainer's: also copies x (replaces a separate clone, copy_residual)");
     add("copy_residual", rows + "1024]", R * H * 8.0, [&] {
       gpu::copy_async(xc, x);
-    }, "the x.clone() the forward makes per norm");
+    }, "what the forward's x.clone() per norm cost");
+    Tensor dx16 = Tensor::empty({R * H}, DType::BF16, Device::CUDA);
+    add("norm_bwd_dx16", rows + "1024]", R * H * (4.0 * 4 + 2.0), [&] {
+      gpu::launch_rmsnorm_backward(Elem::F32, dy.data(), H, Elem::F32, x.data(), H, F(w), F(rs), R, 1, int(H),
+                                   F(dx), H, true, F(dw), nullptr, B(dx16));
+    }, "the trainer's: norm_bwd + dx in bf16 (replaces a cast of dx)");
   }
   {  // q/k norm + RoPE + bf16 (forward) and its backward with the norm weights' dw
     Tensor qkv = random_uniform_device(R * W, DType::F32, 2.0f, 6);

@@ -26,17 +26,20 @@ void launch_embedding_backward(const float* dout, int64_t dim, const int32_t* to
 // ---- RMSNorm (HF: fp32 statistics, y = w * (x * rstd), rounded once to the output type) ----
 // Normalizes groups of `dim` elements: group (r, g) starts at x + r*x_stride + g*dim (and
 // y + r*y_stride + g*dim); rstd[r*groups + g] (may be null). groups = 1 for the hidden norms,
-// n_heads for Qwen3's per-head q/k norms. y may equal x when the types match.
+// n_heads for Qwen3's per-head q/k norms. y may equal x when the types match. x_copy (may be
+// null; not aliasing x or y): x's bits copied there, same type and stride as x (the trainer
+// keeps each norm's input for the backward; this saves a separate read of x).
 void launch_rmsnorm_forward(Elem in_t, const void* x, int64_t x_stride, const float* w,
                             int64_t rows, int groups, int dim, float eps, Elem out_t, void* y,
-                            int64_t y_stride, float* rstd, void* stream);
+                            int64_t y_stride, float* rstd, void* stream, void* x_copy = nullptr);
 // dx (fp32, same grouping, stride dx_stride) = d/dx, added to dx when accumulate else written;
 // dw (fp32 [dim], may be null) += d/dw. dx may alias dy when dy is F32 with the same stride
-// and accumulate is false.
+// and accumulate is false. dx_bf16 (may be null): dx's final values rounded to bf16 there
+// (stride dx_stride), the bits launch_cast would give (the next product's input).
 void launch_rmsnorm_backward(Elem dy_t, const void* dy, int64_t dy_stride, Elem in_t,
                              const void* x, int64_t x_stride, const float* w, const float* rstd,
                              int64_t rows, int groups, int dim, float* dx, int64_t dx_stride,
-                             bool accumulate, float* dw, void* stream);
+                             bool accumulate, float* dw, void* stream, bf16* dx_bf16 = nullptr);
 
 // ---- RoPE (HF rotate_half; angles from tables computed on the host by the CPU code) ----
 // cos_t, sin_t: [max_pos, head_dim/2] fp32, row p = cos/sin(p * inv_freq) exactly as

@@ -24,7 +24,8 @@ template <class DI, class DO, int T>
 __global__ void __launch_bounds__(kBlock)
     rmsnorm_forward_kernel(const typename DI::raw* x, int64_t xs, const float* __restrict__ w,
                            int64_t nq, int groups, int dim, float eps, typename DO::raw* y,
-                           int64_t ys, float* __restrict__ rstd) {
+                           int64_t ys, float* __restrict__ rstd,
+                           typename DI::raw* __restrict__ x_copy) {
   __shared__ double shm[32];
   const int t = threadIdx.x % T;
   const int64_t q = int64_t(blockIdx.x) * (kBlock / T) + threadIdx.x / T;
@@ -32,10 +33,15 @@ __global__ void __launch_bounds__(kBlock)
   const int64_t r = q / groups, g = q - r * groups;
   const typename DI::raw* xr = x + r * xs + g * dim;
   typename DO::raw* yr = y + r * ys + g * dim;
+  typename DI::raw* cr = x_copy ? x_copy + r * xs + g * dim : nullptr;
   if constexpr (T == 32) {
     float xv[kPerLane];
 #pragma unroll
     for (int k = 0; k < kPerLane; ++k) xv[k] = t + 32 * k < dim ? DI::load(xr[t + 32 * k]) : 0.0f;
+    if (cr)  // the raw input, not its float value: a copy of the bits
+#pragma unroll
+      for (int k = 0; k < kPerLane; ++k)
+        if (t + 32 * k < dim) cr[t + 32 * k] = xr[t + 32 * k];
     double ss = 0.0;
 #pragma unroll
     for (int k = 0; k < kPerLane; ++k)
@@ -55,6 +61,7 @@ __global__ void __launch_bounds__(kBlock)
     for (int i = t; i < dim; i += T) {
       const double v = DI::load(xr[i]);
       ss += v * v;
+      if (cr) cr[i] = xr[i];
     }
     ss = ops::block_reduce<ops::SumOp, T>(ss, 0.0, shm);
     const float var = __double2float_rn(ss / double(dim));
@@ -71,7 +78,7 @@ __device__ __forceinline__ void rmsnorm_backward_group(const typename DG::raw* g
                                                        const typename DI::raw* xr,
                                                        const float* __restrict__ w, double rs,
                                                        int dim, float* dxr, bool accumulate,
-                                                       double* shm) {
+                                                       uint16_t* dx16r, double* shm) {
   const int t = threadIdx.x % T;
   if constexpr (T == 32) {
     // Two passes with 8 loads in flight per lane (few registers: many warps per SM); the
@@ -86,7 +93,9 @@ __device__ __forceinline__ void rmsnorm_backward_group(const typename DG::raw* g
     for (int i = t; i < dim; i += 32) {
       const float v = __double2float_rn(double(DG::load(gr[i])) * double(w[i]) * rs -
                                         c * double(DI::load(xr[i])));
-      dxr[i] = accumulate ? dxr[i] + v : v;
+      const float out = accumulate ? dxr[i] + v : v;
+      dxr[i] = out;
+      if (dx16r) dx16r[i] = dev::BF16::store(out);
     }
   } else {
     double dot = 0.0;
@@ -97,7 +106,9 @@ __device__ __forceinline__ void rmsnorm_backward_group(const typename DG::raw* g
     for (int i = t; i < dim; i += T) {
       const float v = __double2float_rn(double(DG::load(gr[i])) * double(w[i]) * rs -
                                         c * double(DI::load(xr[i])));
-      dxr[i] = accumulate ? dxr[i] + v : v;
+      const float out = accumulate ? dxr[i] + v : v;
+      dxr[i] = out;
+      if (dx16r) dx16r[i] = dev::BF16::store(out);
     }
   }
 }
@@ -107,13 +118,14 @@ __global__ void __launch_bounds__(kBlock)
     rmsnorm_backward_kernel(const typename DG::raw* dy, int64_t dys, const typename DI::raw* x,
                             int64_t xs, const float* __restrict__ w,
                             const float* __restrict__ rstd, int64_t nq, int groups, int dim,
-                            float* dx, int64_t dxs, bool accumulate) {
+                            float* dx, int64_t dxs, bool accumulate, uint16_t* dx16) {
   __shared__ double shm[32];
   const int64_t q = int64_t(blockIdx.x) * (kBlock / T) + threadIdx.x / T;
   if (q >= nq) return;
   const int64_t r = q / groups, g = q - r * groups;
   rmsnorm_backward_group<DG, DI, T>(dy + r * dys + g * dim, x + r * xs + g * dim, w, rstd[q], dim,
-                                    dx + r * dxs + g * dim, accumulate, shm);
+                                    dx + r * dxs + g * dim, accumulate,
+                                    dx16 ? dx16 + r * dxs + g * dim : nullptr, shm);
 }
 
 // One row per group (groups == 1, dim <= 1024), dw fused: a block takes kChunkRows rows, a
@@ -128,14 +140,15 @@ __global__ void __launch_bounds__(kBlock)
     rmsnorm_backward_dw_kernel(const typename DG::raw* dy, int64_t dys, const typename DI::raw* x,
                                int64_t xs, const float* __restrict__ w,
                                const float* __restrict__ rstd, int64_t rows, int dim, float* dx,
-                               int64_t dxs, bool accumulate, double* __restrict__ part) {
+                               int64_t dxs, bool accumulate, uint16_t* dx16,
+                               double* __restrict__ part) {
   const int warp = threadIdx.x / 32;
   const int64_t r0 = int64_t(blockIdx.x) * kChunkRows;
   const int nr = int(min(int64_t(kChunkRows), rows - r0));
   if (warp < nr) {
     const int64_t r = r0 + warp;
     rmsnorm_backward_group<DG, DI, 32>(dy + r * dys, x + r * xs, w, rstd[r], dim, dx + r * dxs,
-                                       accumulate, nullptr);
+                                       accumulate, dx16 ? dx16 + r * dxs : nullptr, nullptr);
   }
   // A column's terms are loaded 8 rows at a time, then added in row order.
   for (int c = threadIdx.x; c < dim; c += kBlock) {
@@ -186,7 +199,7 @@ bool warp_per_group(int dim) { return dim <= 1024; }
 
 void launch_rmsnorm_forward(Elem in_t, const void* x, int64_t x_stride, const float* w,
                             int64_t rows, int groups, int dim, float eps, Elem out_t, void* y,
-                            int64_t y_stride, float* rstd, void* stream) {
+                            int64_t y_stride, float* rstd, void* stream, void* x_copy) {
   const int64_t nq = rows * groups;
   if (nq <= 0 || dim <= 0) return;
   auto st = static_cast<cudaStream_t>(stream);
@@ -197,12 +210,13 @@ void launch_rmsnorm_forward(Elem in_t, const void* x, int64_t x_stride, const fl
       using DO = decltype(dout);
       auto xp = static_cast<const typename DI::raw*>(x);
       auto yp = static_cast<typename DO::raw*>(y);
+      auto cp = static_cast<typename DI::raw*>(x_copy);
       if (wpg)
         launch_groups(rmsnorm_forward_kernel<DI, DO, 32>, true, nq, st, xp, x_stride, w, nq,
-                      groups, dim, eps, yp, y_stride, rstd);
+                      groups, dim, eps, yp, y_stride, rstd, cp);
       else
         launch_groups(rmsnorm_forward_kernel<DI, DO, kBlock>, false, nq, st, xp, x_stride, w,
-                      nq, groups, dim, eps, yp, y_stride, rstd);
+                      nq, groups, dim, eps, yp, y_stride, rstd, cp);
     });
   });
   check_last_launch("rmsnorm forward");
@@ -211,7 +225,7 @@ void launch_rmsnorm_forward(Elem in_t, const void* x, int64_t x_stride, const fl
 void launch_rmsnorm_backward(Elem dy_t, const void* dy, int64_t dy_stride, Elem in_t,
                              const void* x, int64_t x_stride, const float* w, const float* rstd,
                              int64_t rows, int groups, int dim, float* dx, int64_t dx_stride,
-                             bool accumulate, float* dw, void* stream) {
+                             bool accumulate, float* dw, void* stream, uint16_t* dx_bf16) {
   const int64_t nq = rows * groups;
   if (nq <= 0 || dim <= 0) return;
   auto st = static_cast<cudaStream_t>(stream);
@@ -228,7 +242,7 @@ void launch_rmsnorm_backward(Elem dy_t, const void* dy, int64_t dy_stride, Elem 
           static_cast<const void*>(dx) != static_cast<const void*>(dy)) {
         ops::Scratch part(size_t(chunks) * size_t(dim) * sizeof(double), st);
         rmsnorm_backward_dw_kernel<DG, DI><<<unsigned(chunks), kBlock, 0, st>>>(
-            gp, dy_stride, xp, x_stride, w, rstd, nq, dim, dx, dx_stride, accumulate,
+            gp, dy_stride, xp, x_stride, w, rstd, nq, dim, dx, dx_stride, accumulate, dx_bf16,
             part.as<double>());
         constexpr int kF = 256;  // column_sum_add's finish: a warp per column
         ops::column_finish_kernel<><<<unsigned((int64_t(dim) * 32 + kF - 1) / kF), kF, 0, st>>>(
@@ -241,10 +255,10 @@ void launch_rmsnorm_backward(Elem dy_t, const void* dy, int64_t dy_stride, Elem 
                             dim, dw, st, "rmsnorm backward (dw)");
       if (wpg)
         launch_groups(rmsnorm_backward_kernel<DG, DI, 32>, true, nq, st, gp, dy_stride, xp,
-                      x_stride, w, rstd, nq, groups, dim, dx, dx_stride, accumulate);
+                      x_stride, w, rstd, nq, groups, dim, dx, dx_stride, accumulate, dx_bf16);
       else
         launch_groups(rmsnorm_backward_kernel<DG, DI, kBlock>, false, nq, st, gp, dy_stride, xp,
-                      x_stride, w, rstd, nq, groups, dim, dx, dx_stride, accumulate);
+                      x_stride, w, rstd, nq, groups, dim, dx, dx_stride, accumulate, dx_bf16);
     });
   });
   check_last_launch("rmsnorm backward");
