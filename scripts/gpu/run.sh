@@ -9,7 +9,7 @@
 # Environment: QARL_GPU_JOBS (build jobs, default nproc), QARL_GPU_SKIP_TESTS=1,
 # QARL_GPU_SKIP_PEERS=1, QARL_GPU_TRANSFORMERS=0 (leave out the transformers generate/train peers),
 # QARL_GPU_TEST_FILTER (gtest filter, default all), QARL_GPU_SKIP_BENCH=1 (no qarl bench, no peers),
-# QARL_GPU_BENCH_FILTER (only the qarl bench cases whose name contains it),
+# QARL_GPU_BENCH_FILTER (only the qarl bench cases whose name contains it; several: a,b),
 # QARL_NCCL_ROOT (NCCL for the refit NCCL wire; default: the PyTorch pip package's nvidia/nccl),
 # QARL_GPU_PREBUILT (a folder with qarl and tests/qarl_tests built elsewhere, e.g. by
 # scripts/gpu/stage.sh --prebuilt on the dev box: no configure/build here, which saves the

@@ -35,6 +35,19 @@ TEST(BenchCli, QuickCpuRunWritesRecords) {
   }
 }
 
+// --filter takes comma-separated parts, any of which may match; none matching runs nothing.
+TEST(BenchCli, FilterTakesSeveralParts) {
+  test::TempDir dir;
+  auto r = test::run_qarl("bench --backend cpu --quick --reps 1 --rows 64 --filter nothing,quant --json " +
+                          dir.file("b.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(read_file(dir.file("b.json"))).size(), 2u);
+  r = test::run_qarl("bench --backend cpu --quick --reps 1 --rows 64 --filter nothing,none --json " +
+                     dir.file("c.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(read_file(dir.file("c.json"))).size(), 0u);
+}
+
 TEST(BenchCli, CudaWithoutDeviceIsAUsageError) {
   if (kernels::gpu::available()) GTEST_SKIP() << "a CUDA device is present";
   auto r = test::run_qarl("bench --backend cuda --quick");

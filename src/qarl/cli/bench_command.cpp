@@ -2,6 +2,7 @@
 // GPU and prints achieved rates against limits measured in the same run (device copy
 // bandwidth on the GPU, memcpy bandwidth on the CPU). --json writes the records for
 // bench/gpu/peers.py, which puts them beside PyTorch's figures.
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -15,6 +16,19 @@
 #include "qarl/perf/registry.h"
 
 namespace {
+
+// True when `filter` is empty or any of its comma-separated parts occurs in `name`.
+bool matches_filter(const std::string& name, const std::string& filter) {
+  if (filter.empty()) return true;
+  size_t at = 0;
+  while (at <= filter.size()) {
+    const size_t end = std::min(filter.find(',', at), filter.size());
+    const std::string part = filter.substr(at, end - at);
+    if (!part.empty() && name.find(part) != std::string::npos) return true;
+    at = end + 1;
+  }
+  return false;
+}
 std::function<int()> setup(CLI::App& app) {
   struct Opts {
     std::string backend = "auto", json, filter;
@@ -25,7 +39,8 @@ std::function<int()> setup(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   app.add_option("--backend", o->backend, "cpu, cuda, all, or auto (cuda when a GPU is usable, else cpu)")
       ->check(CLI::IsMember({"auto", "cpu", "cuda", "all"}));
-  app.add_option("--filter", o->filter, "only cases whose name contains this");
+  app.add_option("--filter", o->filter,
+                 "only cases whose name contains this (several: comma-separated, any may match)");
   app.add_flag("--quick", o->quick, "small sizes, few repetitions (a smoke test)");
   app.add_option("--reps", o->reps, "timed repetitions per figure (default: each case's)");
   app.add_option("--rows", o->rows, "rows of the [rows, 128] benchmark tensors");
@@ -61,7 +76,7 @@ std::function<int()> setup(CLI::App& app) {
                   perf::backend_name(b), where.c_str(), lim_gbps);
       for (const auto& c : reg.cases()) {
         if (c.backend != b) continue;
-        if (!o->filter.empty() && c.name.find(o->filter) == std::string::npos) continue;
+        if (!matches_filter(c.name, o->filter)) continue;
         for (const perf::Result& r : c.run(opt)) {
           const double gbps = r.bytes / r.seconds / 1e9;
           std::printf("%-5s %-18s %-5s %-16s %10.1f %9.1f %10.1f %6.0f%%  %s\n",
