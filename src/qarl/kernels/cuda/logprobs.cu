@@ -6,8 +6,8 @@
 // double, rescaled in double when m_t grows), then the block takes m = max m_t and
 // s = sum s_t exp(m_t - m) in a fixed tree. lse = m + float(log(s)), the CPU's expression;
 // it agrees with the CPU's two-pass sum to ~1e-7 relative, not bitwise. The pattern depends
-// only on the vocabulary size and the row's alignment, never on the rows in the launch, so
-// the rollout and the trainer get the same bits for the same logits.
+// only on the vocabulary size, never on the rows in the launch or a row's alignment, so the
+// rollout and the trainer get the same bits for the same logits.
 #include <cstdint>
 #include <cuda_runtime.h>
 
@@ -42,19 +42,21 @@ __global__ void __launch_bounds__(kThreads)
   const float* row = logits + r * ld;
   float m = -INFINITY;
   double s = 0.0;
-  if ((reinterpret_cast<uintptr_t>(row) & 15) == 0) {  // 16-byte loads, then the tail
-    const int64_t n4 = vocab / 4;
-    const float4* row4 = reinterpret_cast<const float4*>(row);
-    for (int64_t i = threadIdx.x; i < n4; i += kThreads) {
-      const float4 v = row4[i];
+  // Thread t takes the quads j = t, t + kThreads, ... (elements 4j .. 4j+3) in that order,
+  // whatever the row's alignment: 16-byte loads where the row allows them, the same elements
+  // one by one otherwise (a row's bits must not depend on where it sits in a batch).
+  const int64_t nq = (vocab + 3) / 4, full = vocab / 4;
+  const bool aligned = (reinterpret_cast<uintptr_t>(row) & 15) == 0;
+  for (int64_t j = threadIdx.x; j < nq; j += kThreads) {
+    if (aligned && j < full) {
+      const float4 v = reinterpret_cast<const float4*>(row)[j];
       lse_add(scaled(v.x, temperature), m, s);
       lse_add(scaled(v.y, temperature), m, s);
       lse_add(scaled(v.z, temperature), m, s);
       lse_add(scaled(v.w, temperature), m, s);
+    } else {
+      for (int64_t i = 4 * j; i < min(4 * j + 4, vocab); ++i) lse_add(scaled(row[i], temperature), m, s);
     }
-    for (int64_t i = n4 * 4 + threadIdx.x; i < vocab; i += kThreads) lse_add(scaled(row[i], temperature), m, s);
-  } else {
-    for (int64_t i = threadIdx.x; i < vocab; i += kThreads) lse_add(scaled(row[i], temperature), m, s);
   }
   const float mx = ops::block_reduce<ops::MaxOp, kThreads>(m, -INFINITY, fshm);
   // A thread's sum rescaled to the row's max (0 for a thread that saw only -inf).
