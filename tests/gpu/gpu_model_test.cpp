@@ -279,6 +279,42 @@ TEST(GpuModel, CudaAdamWStepsEqualCpuBitwise) {
   }
 }
 
+// The weight gradients' products run on a second stream (gpu_backward.cpp): a missing wait
+// would show as gradients that differ between two identical backward passes. Every gradient
+// but the embedding's (atomic adds, no fixed order) must be the same bits; five layers and
+// longer sequences give the side stream room to lag.
+TEST(GpuModel, CudaBackwardIsReproducibleBitwise) {
+  SKIP_WITHOUT_GPU();
+  const uint64_t seed = test::fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  io::HFConfig cfg = gpu_config(io::ModelFamily::Llama);
+  cfg.num_hidden_layers = 5;
+  cfg.tie_word_embeddings = false;
+  model::Model m = model::Model::random_init(cfg, seed);
+  test::perturb_all(m, seed + 1);
+  gpu::GpuModel g(m, GemmMode::kFast);
+  const auto seqs = random_seqs({150, 97, 211}, m.config().vocab_size, seed + 2);
+  std::vector<std::vector<float>> d(seqs.size());
+  SequentialRng rng(seed, 13);
+  for (size_t s = 0; s < seqs.size(); ++s)
+    for (size_t t = 0; t + 1 < seqs[s].size(); ++t) d[s].push_back(float(rng.normal()));
+  auto grads = [&] {
+    gpu::TrainState st;
+    gpu::forward_train(g, seqs, 1.0f, st);
+    gpu::GpuGrads gg(g);
+    gpu::backward(g, st, d, gg);
+    std::map<std::string, std::vector<float>> out;
+    for (const auto& n : m.param_names())
+      if (n != "model.embed_tokens.weight") out[n] = gg.of(n).to_f32_vector();
+    return out;
+  };
+  const auto a = grads(), b = grads();
+  for (const auto& [n, v] : a) {
+    ASSERT_EQ(v.size(), b.at(n).size()) << n;
+    EXPECT_EQ(0, std::memcmp(v.data(), b.at(n).data(), 4 * v.size())) << n;
+  }
+}
+
 TEST(GpuModel, CudaTrainingRaisesTargetLogprobs) {
   SKIP_WITHOUT_GPU();
   const uint64_t seed = test::fresh_seed();
