@@ -2,9 +2,6 @@
 // in mixed precision: bf16 into and out of the GEMMs, fp32 residual gradient, fp32 parameter
 // gradients accumulated by cuBLAS.
 #include <cmath>
-#include <map>
-#include <mutex>
-#include <vector>
 
 #include <cuda_runtime.h>
 
@@ -25,87 +22,6 @@ Tensor dev(Shape s, DType t) { return Tensor::empty(std::move(s), t, Device::CUD
 const kg::bf16* B(const Tensor& t) { return static_cast<const kg::bf16*>(t.data()); }
 kg::bf16* Bm(const Tensor& t) { return static_cast<kg::bf16*>(t.data()); }
 float* F(const Tensor& t) { return static_cast<float*>(t.data()); }
-
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw runtime_err("GPU backward: {} failed: {}", what, cudaGetErrorString(e));
-}
-
-// The weight gradients' products run on a second (non-blocking) stream beside the chain of
-// data gradients on the legacy stream: the optimizer is their only reader, and the chain's
-// memory-bound kernels leave tensor cores idle. Each product waits for the legacy stream's
-// work so far (fork), and its inputs stay referenced until that stream has passed them: the
-// device block cache hands a released block to the next legacy-stream allocation at once
-// (core/tensor.cpp), so a tensor the side stream reads is released only after the legacy
-// stream waited for it (retire, two layers later: the side stream may lag that much). The
-// results are the same bits: the same cuBLAS calls, on another stream.
-// The stream is one per device for the process (never destroyed, like the cuBLAS handles: a
-// new stream per call would also get a new cuBLAS workspace).
-class WeightGradStream {
- public:
-  WeightGradStream() {
-    static std::mutex mu;
-    static std::map<int, cudaStream_t>* streams = new std::map<int, cudaStream_t>;
-    int dev = 0;
-    check(cudaGetDevice(&dev), "cudaGetDevice");
-    std::lock_guard<std::mutex> lock(mu);
-    cudaStream_t& s = (*streams)[dev];
-    if (!s) check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
-    stream_ = s;
-  }
-  ~WeightGradStream() {
-    // After join() nothing is held. On an exception, wait: no tensor may be released while
-    // the side stream can still read it.
-    for (const Mark& k : marks_)
-      if (k.event) {
-        cudaStreamSynchronize(stream_);
-        break;
-      }
-    marks_.clear();
-    for (cudaEvent_t e : events_) cudaEventDestroy(e);
-  }
-  WeightGradStream(const WeightGradStream&) = delete;
-  WeightGradStream& operator=(const WeightGradStream&) = delete;
-  void* stream() const { return stream_; }
-  // The side stream waits for everything enqueued on the legacy stream so far.
-  void fork() {
-    cudaEvent_t e = new_event();
-    check(cudaEventRecord(e, nullptr), "cudaEventRecord");
-    check(cudaStreamWaitEvent(stream_, e, 0), "cudaStreamWaitEvent");
-  }
-  // `keep` stays referenced until retire() passes the mark this call returns.
-  size_t mark(std::vector<Tensor> keep) {
-    cudaEvent_t e = new_event();
-    check(cudaEventRecord(e, stream_), "cudaEventRecord");
-    marks_.push_back({e, std::move(keep)});
-    return marks_.size() - 1;
-  }
-  // The legacy stream waits for the side stream's work up to mark m; its tensors go.
-  void retire(size_t m) {
-    Mark& k = marks_.at(m);
-    if (!k.event) return;
-    check(cudaStreamWaitEvent(nullptr, k.event, 0), "cudaStreamWaitEvent");
-    k.keep.clear();
-    k.event = nullptr;
-  }
-  void join() {
-    for (size_t m = 0; m < marks_.size(); ++m) retire(m);
-  }
-
- private:
-  struct Mark {
-    cudaEvent_t event;
-    std::vector<Tensor> keep;
-  };
-  cudaEvent_t new_event() {
-    cudaEvent_t e = nullptr;
-    check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
-    events_.push_back(e);
-    return e;
-  }
-  cudaStream_t stream_ = nullptr;
-  std::vector<cudaEvent_t> events_;
-  std::vector<Mark> marks_;
-};
 }  // namespace
 
 GpuGrads::GpuGrads(const GpuModel& m) {
@@ -226,19 +142,16 @@ void backward(GpuModel& m, TrainState& st, const std::vector<std::vector<float>>
   dlogits = Tensor();
   section("bwd.norm");
   Tensor dx = dev({R, H}, DType::F32);
-  WeightGradStream side;
-  std::vector<size_t> layer_mark(size_t(c.num_hidden_layers), 0);
-  // Every hidden norm's backward also leaves dx in bf16 (dx16), the input of the next product;
-  // each is a fresh buffer (the side stream may still read the previous one).
+  // Every hidden norm's backward also leaves dx in bf16 (dx16), the input of the next product.
   Tensor dx16 = dev({R, H}, DType::BF16);
   kg::launch_rmsnorm_backward(Elem::F32, F(dhf), H, Elem::F32, F(st.x_final), H, F(m.final_norm()),
                               F(st.rstd_f), R, 1, int(H), F(dx), H, false, F(G.final_norm), nullptr,
                               Bm(dx16));
   dhf = Tensor();
 
-  Tensor dact = dev({R, I}, DType::BF16);
+  Tensor dact = dev({R, I}, DType::BF16), dgu = dev({R, 2 * I}, DType::BF16);
   Tensor dh = dev({R, H}, DType::F32), dattn = dev({R, qd}, DType::BF16);
-  Tensor dqkv = dev({R, W}, DType::F32);
+  Tensor dqkv = dev({R, W}, DType::F32), dqkv16 = dev({R, W}, DType::BF16);
   const int32_t* pos = st.positions.data_as<int32_t>();
   std::vector<int64_t> kv_first;
   for (const auto& sg : st.segs) kv_first.push_back(sg.first_row);
@@ -247,37 +160,24 @@ void backward(GpuModel& m, TrainState& st, const std::vector<std::vector<float>>
     const GpuLayer& L = m.layer(l);
     LayerActs& A = st.layers[size_t(l)];
     GpuGrads::Layer& GL = G.layers[size_t(l)];
-    // The side stream's products of two layers up are done before this layer allocates.
-    if (l + 2 < c.num_hidden_layers) side.retire(layer_mark[size_t(l + 2)]);
-    std::vector<Tensor> keep;  // what this layer's weight products read
     // ---- MLP: x += down(silu(gate) * up)(norm2(x_mid)) ----
     section("bwd.gemm.down");
-    side.fork();
-    kg::gemm_backward_weight(R, H, I, B(dx16), H, B(A.act), I, F(GL.down), I, side.stream());
+    kg::gemm_backward_weight(R, H, I, B(dx16), H, B(A.act), I, F(GL.down), I, nullptr);
     kg::gemm_backward_data(R, H, I, B(dx16), H, B(L.w_down), I, Elem::BF16, dact.data(), I, false, nullptr);
-    keep.push_back(std::move(dx16));
     section("bwd.swiglu");
-    Tensor dgu = dev({R, 2 * I}, DType::BF16);
     kg::launch_swiglu_backward(B(dact), B(A.gu), R, I, Bm(dgu), nullptr);
     section("bwd.gemm.gate_up");
-    side.fork();
-    kg::gemm_backward_weight(R, 2 * I, H, B(dgu), 2 * I, B(A.h2), H, F(GL.gu), H, side.stream());
+    kg::gemm_backward_weight(R, 2 * I, H, B(dgu), 2 * I, B(A.h2), H, F(GL.gu), H, nullptr);
     kg::gemm_backward_data(R, 2 * I, H, B(dgu), 2 * I, B(L.w_gu), H, Elem::F32, F(dh), H, false, nullptr);
-    keep.push_back(std::move(dgu));
     section("bwd.norm");
-    dx16 = dev({R, H}, DType::BF16);
     kg::launch_rmsnorm_backward(Elem::F32, F(dh), H, Elem::F32, F(A.x_mid), H, F(L.post_norm), F(A.rstd2),
                                 R, 1, int(H), F(dx), H, true, F(GL.post_norm), nullptr, Bm(dx16));
-    keep.push_back(std::move(A.act));
-    keep.push_back(std::move(A.h2));
-    A.gu = A.x_mid = Tensor();
+    A.act = A.gu = A.h2 = A.x_mid = Tensor();
     // ---- attention: x += o(attn(q, k, v)) (+ o bias) ----
     section("bwd.gemm.o");
     if (L.o_bias.defined()) kg::launch_bias_backward(Elem::F32, F(dx), R, H, H, F(GL.o_bias), nullptr);
-    side.fork();
-    kg::gemm_backward_weight(R, H, qd, B(dx16), H, B(A.attn), qd, F(GL.o), qd, side.stream());
+    kg::gemm_backward_weight(R, H, qd, B(dx16), H, B(A.attn), qd, F(GL.o), qd, nullptr);
     kg::gemm_backward_data(R, H, qd, B(dx16), H, B(L.w_o), qd, Elem::BF16, dattn.data(), qd, false, nullptr);
-    keep.push_back(std::move(dx16));
     section("bwd.attention");
     kg::attention_backward(st.segs, kv_first, B(A.qkv16), W, B(A.k), B(A.v), kd, B(A.attn), B(dattn), qd,
                            F(A.lse), nh, nkv, hd, scale, F(dqkv), W, F(dqkv) + qd, F(dqkv) + qd + kd, W,
@@ -285,7 +185,6 @@ void backward(GpuModel& m, TrainState& st, const std::vector<std::vector<float>>
     // Back through the K/V quantizers (straight-through, or clipped at amax), RoPE and the
     // q/k norms, into bf16 for the projection's products (one kernel, qkv_prep.cu).
     section("bwd.qk_norm_rope");
-    Tensor dqkv16 = dev({R, W}, DType::BF16);
     const auto& kq = m.k_quantizers()[size_t(l)];
     const auto& vq = m.v_quantizers()[size_t(l)];
     const bool qn = c.qk_norm;
@@ -299,21 +198,14 @@ void backward(GpuModel& m, TrainState& st, const std::vector<std::vector<float>>
     // Without q/k norms dqkv now holds the projection's gradient in fp32 (the bias's).
     if (L.qkv_bias.defined()) kg::launch_bias_backward(Elem::F32, F(dqkv), R, W, W, F(GL.qkv_bias), nullptr);
     section("bwd.gemm.qkv");
-    side.fork();
-    kg::gemm_backward_weight(R, W, H, B(dqkv16), W, B(A.h1), H, F(GL.qkv), H, side.stream());
+    kg::gemm_backward_weight(R, W, H, B(dqkv16), W, B(A.h1), H, F(GL.qkv), H, nullptr);
     kg::gemm_backward_data(R, W, H, B(dqkv16), W, B(L.w_qkv), H, Elem::F32, F(dh), H, false, nullptr);
-    keep.push_back(std::move(dqkv16));
-    keep.push_back(std::move(A.attn));
-    keep.push_back(std::move(A.h1));
     section("bwd.norm");
-    dx16 = dev({R, H}, DType::BF16);
     kg::launch_rmsnorm_backward(Elem::F32, F(dh), H, Elem::F32, F(A.x_in), H, F(L.input_norm), F(A.rstd1),
                                 R, 1, int(H), F(dx), H, true, F(GL.input_norm), nullptr, Bm(dx16));
     A = LayerActs{};
-    layer_mark[size_t(l)] = side.mark(std::move(keep));
     kg::check_last_launch("GPU model backward layer");
   }
-  side.join();  // the optimizer (legacy stream) reads every weight gradient
   section("bwd.embedding");
   kg::launch_embedding_backward(F(dx), H, st.tokens.data_as<int32_t>(), R, F(G.embed), nullptr);
   kg::check_last_launch("GPU model backward embedding");
