@@ -279,10 +279,12 @@ TEST(GpuModel, CudaAdamWStepsEqualCpuBitwise) {
   }
 }
 
-// The weight gradients' products run on a second stream (gpu_backward.cpp): a missing wait
-// would show as gradients that differ between two identical backward passes. Every gradient
-// but the embedding's (atomic adds, no fixed order) must be the same bits; five layers and
-// longer sequences give the side stream room to lag.
+// The GPU backward is reproducible: two identical passes give the same bits for every
+// gradient but the embedding's (atomic adds, no fixed order). Five layers and sequences of
+// 97-211 tokens (several attention tiles, several dw chunks). A backward that runs products
+// on a second stream would need this too (tried 2026-11-29: the weight products beside the
+// data-gradient chain left the H200 step at 95.7 ms vs 94.9, the memory-bound kernels
+// slowing by as much as the products hid).
 TEST(GpuModel, CudaBackwardIsReproducibleBitwise) {
   SKIP_WITHOUT_GPU();
   const uint64_t seed = test::fresh_seed();
