@@ -129,14 +129,11 @@ __global__ void __launch_bounds__(kBlock)
 }
 
 // One row per group (groups == 1, dim <= 1024), dw fused: a block takes kChunkRows rows, a
-// warp per row. The warp loads its row's dy and x into registers once (dy, x and dx each
-// cross DRAM once; the earlier form re-read dy and x twice from cache and ran at ~40% of copy
-// bandwidth on the H200), computes dx from them with rmsnorm_backward_group's expressions,
-// and leaves each element's dw term dy * x * rstd (DwTerm's product order) in shared memory;
-// then each thread adds its columns' terms over the block's rows in order.
-// column_finish_kernel adds the blocks' sums. The chunks are 8 rows, not column_sum_add's 32,
-// so dw may differ from that path in the last bit (both are double sums rounded once). dx
-// must not alias dy. Shared memory: kChunkRows x dim doubles (64 KB at dim 1024).
+// warp per row for dx, then each thread sums dy * x * rstd (DwTerm's product order) over the
+// block's rows in order for its columns while dy and x are still in L2, instead of a second
+// pass reading them from memory; column_finish_kernel adds the blocks' sums. The chunks are
+// 8 rows, not column_sum_add's 32 (more blocks in flight), so dw may differ from that path in
+// the last bit (both are double sums rounded once). dx must not alias dy.
 constexpr int kChunkRows = kBlock / 32;
 template <class DG, class DI>
 __global__ void __launch_bounds__(kBlock)
@@ -145,48 +142,31 @@ __global__ void __launch_bounds__(kBlock)
                                const float* __restrict__ rstd, int64_t rows, int dim, float* dx,
                                int64_t dxs, bool accumulate, uint16_t* dx16,
                                double* __restrict__ part) {
-  extern __shared__ double terms[];  // [kChunkRows][dim]
-  const int warp = threadIdx.x / 32, t = threadIdx.x % 32;
+  const int warp = threadIdx.x / 32;
   const int64_t r0 = int64_t(blockIdx.x) * kChunkRows;
   const int nr = int(min(int64_t(kChunkRows), rows - r0));
   if (warp < nr) {
     const int64_t r = r0 + warp;
-    const typename DG::raw* gr = dy + r * dys;
-    const typename DI::raw* xr = x + r * xs;
-    float gv[kPerLane], xv[kPerLane];
-#pragma unroll
-    for (int k = 0; k < kPerLane; ++k) {
-      const bool in = t + 32 * k < dim;
-      gv[k] = in ? DG::load(gr[t + 32 * k]) : 0.0f;
-      xv[k] = in ? DI::load(xr[t + 32 * k]) : 0.0f;
-    }
-    const float rsf = rstd[r];
-    const double rs = rsf;
-    double dot = 0.0;  // sum_i g_i w_i x_i, each lane its elements in index order
-#pragma unroll
-    for (int k = 0; k < kPerLane; ++k)
-      if (t + 32 * k < dim) dot += double(gv[k]) * double(w[t + 32 * k]) * double(xv[k]);
-    dot = ops::warp_reduce<ops::SumOp>(dot);
-    const double c = dot * rs * rs * rs / double(dim);
-    float* dxr = dx + r * dxs;
-    uint16_t* d16 = dx16 ? dx16 + r * dxs : nullptr;
-    double* tr = terms + int64_t(warp) * dim;
-#pragma unroll
-    for (int k = 0; k < kPerLane; ++k) {
-      const int i = t + 32 * k;
-      if (i < dim) {
-        const float v = __double2float_rn(double(gv[k]) * double(w[i]) * rs - c * double(xv[k]));
-        const float out = accumulate ? dxr[i] + v : v;
-        dxr[i] = out;
-        if (d16) d16[i] = dev::BF16::store(out);
-        tr[i] = double(gv[k]) * double(xv[k]) * double(rsf);
-      }
-    }
+    rmsnorm_backward_group<DG, DI, 32>(dy + r * dys, x + r * xs, w, rstd[r], dim, dx + r * dxs,
+                                       accumulate, dx16 ? dx16 + r * dxs : nullptr, nullptr);
   }
-  __syncthreads();
+  // A column's terms are loaded 8 rows at a time, then added in row order.
   for (int c = threadIdx.x; c < dim; c += kBlock) {
     double s = 0.0;
-    for (int u = 0; u < nr; ++u) s += terms[int64_t(u) * dim + c];
+    for (int u0 = 0; u0 < kChunkRows; u0 += 8) {
+      float gv[8], xv[8], rv[8];
+#pragma unroll
+      for (int u = 0; u < 8; ++u) {
+        const bool in = u0 + u < nr;
+        const int64_t r = r0 + u0 + u;
+        gv[u] = in ? DG::load(dy[r * dys + c]) : 0.0f;
+        xv[u] = in ? DI::load(x[r * xs + c]) : 0.0f;
+        rv[u] = in ? rstd[r] : 0.0f;
+      }
+#pragma unroll
+      for (int u = 0; u < 8; ++u)
+        if (u0 + u < nr) s += double(gv[u]) * double(xv[u]) * double(rv[u]);
+    }
     part[int64_t(c) * gridDim.x + blockIdx.x] = s;  // column-major (column_finish_kernel)
   }
 }
@@ -261,12 +241,7 @@ void launch_rmsnorm_backward(Elem dy_t, const void* dy, int64_t dy_stride, Elem 
       if (dw && groups == 1 && wpg &&
           static_cast<const void*>(dx) != static_cast<const void*>(dy)) {
         ops::Scratch part(size_t(chunks) * size_t(dim) * sizeof(double), st);
-        const size_t smem = size_t(kChunkRows) * size_t(dim) * sizeof(double);
-        auto k = rmsnorm_backward_dw_kernel<DG, DI>;
-        // Over 48 KB of shared memory needs the opt-in (set per call: cheap, and per device).
-        ops::check_cuda(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)),
-                        "rmsnorm backward (shared memory)");
-        k<<<unsigned(chunks), kBlock, smem, st>>>(
+        rmsnorm_backward_dw_kernel<DG, DI><<<unsigned(chunks), kBlock, 0, st>>>(
             gp, dy_stride, xp, x_stride, w, rstd, nq, dim, dx, dx_stride, accumulate, dx_bf16,
             part.as<double>());
         constexpr int kF = 256;  // column_sum_add's finish: a warp per column
