@@ -103,6 +103,23 @@ std::vector<Result> run_cuda(const Options& opt) {
       gpu::launch_swiglu_backward(B(h), B(gu), R, I, B(dgu), nullptr);
     }, "bf16");
   }
+  {  // logprobs over the vocabulary: forward (lse + target logprob) and backward (bf16 dlogits)
+    const int64_t V = opt.quick ? 1531 : 151936;
+    Tensor logits = random_uniform_device(R * V, DType::F32, 8.0f, 17);
+    Tensor tg = Tensor::empty({R}, DType::I32);
+    for (int64_t r = 0; r < R; ++r) tg.data_as<int32_t>()[r] = int32_t((r * 7919) % V);
+    tg = tg.to_device(Device::CUDA);
+    Tensor lse = Tensor::empty({R}, DType::F32, Device::CUDA), lp = Tensor::empty({R}, DType::F32, Device::CUDA);
+    const std::string shape = fmt::format("[{}x{}]", R, V);
+    add("logprobs_fwd", shape, R * V * 4.0, [&] {
+      gpu::launch_logprobs_forward(F(logits), V, R, V, 1.0f, tg.data_as<int32_t>(), F(lse), F(lp), nullptr);
+    }, "fp32 logits read once: online log-sum-exp");
+    Tensor g = random_uniform_device(R, DType::F32, 1.0f, 18), dl = Tensor::empty({R * V}, DType::BF16, Device::CUDA);
+    add("logprobs_bwd", shape, R * V * (4.0 + 2.0), [&] {
+      gpu::launch_logprobs_backward(F(logits), V, R, V, 1.0f, tg.data_as<int32_t>(), F(lse), F(g), Elem::BF16,
+                                    dl.data(), V, nullptr);
+    }, "fp32 logits read, bf16 dlogits written");
+  }
   {  // AdamW over the tied embedding's size (155 M parameters)
     const int64_t n = opt.quick ? (1 << 20) : 151936 * H;
     Tensor p = random_uniform_device(n, DType::F32, 0.05f, 13), m = random_uniform_device(n, DType::F32, 0.01f, 14);
@@ -124,7 +141,7 @@ void add_model_ops_benchmarks(Registry& r) {
 #ifdef QARL_HAVE_CUDA
   r.add({"model_ops", Backend::CUDA,
          "the GPU model's memory-bound ops alone at 8x1024 (Qwen3-0.6B): norms, q/k prep, "
-         "SwiGLU, AdamW",
+         "SwiGLU, logprobs, AdamW",
          run_cuda});
 #else
   (void)r;
