@@ -47,26 +47,7 @@ __global__ void __launch_bounds__(kThreads)
   // one by one otherwise (a row's bits must not depend on where it sits in a batch).
   const int64_t nq = (vocab + 3) / 4, full = vocab / 4;
   const bool aligned = (reinterpret_cast<uintptr_t>(row) & 15) == 0;
-  int64_t j = threadIdx.x;
-  if (aligned) {
-    // kUnroll quads loaded before any is added (more loads in flight per thread; one at a
-    // time the forward ran at 63% of copy bandwidth on the H200). Same order of additions.
-    constexpr int kUnroll = 4;
-    const float4* row4 = reinterpret_cast<const float4*>(row);
-    for (; j + (kUnroll - 1) * kThreads < full; j += kUnroll * kThreads) {
-      float4 v[kUnroll];
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) v[u] = __ldcs(row4 + j + u * kThreads);
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        lse_add(scaled(v[u].x, temperature), m, s);
-        lse_add(scaled(v[u].y, temperature), m, s);
-        lse_add(scaled(v[u].z, temperature), m, s);
-        lse_add(scaled(v[u].w, temperature), m, s);
-      }
-    }
-  }
-  for (; j < nq; j += kThreads) {
+  for (int64_t j = threadIdx.x; j < nq; j += kThreads) {
     if (aligned && j < full) {
       const float4 v = reinterpret_cast<const float4*>(row)[j];
       lse_add(scaled(v.x, temperature), m, s);
