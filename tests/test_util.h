@@ -5,6 +5,15 @@
 #include <vector>
 
 #include "qarl/core/tensor.h"
+#include "qarl/kernels/cuda/device.h"
+
+// Skips a GPU test, with the reason, where no CUDA device is usable (also in builds without
+// CUDA, where kernels::gpu::available() is false).
+#define SKIP_WITHOUT_GPU()                                                                     \
+  do {                                                                                         \
+    if (!::qarl::kernels::gpu::available())                                                    \
+      GTEST_SKIP() << "no usable CUDA device: " << ::qarl::kernels::gpu::unavailable_reason(); \
+  } while (0)
 
 namespace qarl::test {
 

@@ -12,13 +12,14 @@
 #include "qarl/core/fs.h"
 #include "qarl/kernels/cuda/device.h"
 #include "qarl/rl/tiny_model.h"
+#include "gpu_test_util.h"
 #include "test_util.h"
 
 namespace qarl {
 namespace {
 
 TEST(GpuCli, CudaGenerateAndScoreAgreeBitwise) {
-  if (!kernels::gpu::available()) GTEST_SKIP() << "no usable CUDA device: " << kernels::gpu::unavailable_reason();
+  SKIP_WITHOUT_GPU();
   test::TempDir d;
   const std::string m = d.path() + "/tiny";
   rl::write_tiny_checkpoint(m, test::fresh_seed());
@@ -57,7 +58,7 @@ TEST(GpuCli, CudaGenerateAndScoreAgreeBitwise) {
 // --kv-cache fp8 on the device (native codes) writes the same file as --kv-cache auto (bf16
 // fake-quantized rows) with the same FP8 K/V recipe.
 TEST(GpuCli, CudaGenerateNativeKvCacheWritesTheSameOutput) {
-  if (!kernels::gpu::available()) GTEST_SKIP() << "no usable CUDA device: " << kernels::gpu::unavailable_reason();
+  SKIP_WITHOUT_GPU();
   test::TempDir d;
   const std::string m = d.path() + "/tiny";
   rl::write_tiny_checkpoint(m, test::fresh_seed());

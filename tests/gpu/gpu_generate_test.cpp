@@ -6,9 +6,8 @@
 
 #include <cstring>
 
-#include "qarl/kernels/cuda/device.h"
+#include "gpu_test_util.h"
 #include "test_util.h"
-#include "../model/model_test_util.h"
 
 #if QARL_HAVE_CUDA
 #include "qarl/core/half.h"
@@ -25,21 +24,7 @@ namespace {
 using gpu::GemmMode;
 
 model::Model small_model(uint64_t seed) {
-  io::HFConfig c = test::tiny_config(io::ModelFamily::Qwen3);
-  c.vocab_size = 517;
-  c.hidden_size = 128;
-  c.intermediate_size = 176;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 64;
-  model::Model m = model::Model::random_init(c, seed);
-  test::perturb_all(m, seed + 1);
-  for (const auto& n : m.param_names()) {
-    float* p = m.param(n).data_as<float>();
-    for (int64_t i = 0; i < m.param(n).numel(); ++i) p[i] = bf16_to_f32(f32_to_bf16(p[i]));
-  }
-  m.weights_changed();
-  return m;
+  return test::bf16_exact_model(test::gpu_test_config(io::ModelFamily::Qwen3, 517, 128, 176), seed);
 }
 
 std::vector<int32_t> random_prompt(int n, int vocab, SequentialRng& rng) {
@@ -49,7 +34,7 @@ std::vector<int32_t> random_prompt(int n, int vocab, SequentialRng& rng) {
 }
 
 TEST(GpuGenerate, CudaGraphsChangeNoBit) {
-  if (!kernels::gpu::available()) GTEST_SKIP() << "no usable CUDA device: " << kernels::gpu::unavailable_reason();
+  SKIP_WITHOUT_GPU();
   const uint64_t seed = test::fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   model::Model host = small_model(seed);
@@ -96,7 +81,7 @@ TEST(GpuGenerate, CudaGraphsChangeNoBit) {
 }
 
 TEST(GpuGenerate, CudaExactGreedyIsTheTrainersArgmax) {
-  if (!kernels::gpu::available()) GTEST_SKIP() << "no usable CUDA device: " << kernels::gpu::unavailable_reason();
+  SKIP_WITHOUT_GPU();
   const uint64_t seed = test::fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   model::Model host = small_model(seed);

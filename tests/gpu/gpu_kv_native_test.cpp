@@ -9,9 +9,8 @@
 #include <map>
 
 #include "qarl/core/error.h"
-#include "qarl/kernels/cuda/device.h"
+#include "gpu_test_util.h"
 #include "test_util.h"
-#include "../model/model_test_util.h"
 
 #if QARL_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -25,12 +24,6 @@
 
 namespace qarl {
 namespace {
-
-#define SKIP_WITHOUT_GPU()                                                             \
-  do {                                                                                 \
-    if (!kernels::gpu::available())                                                    \
-      GTEST_SKIP() << "no usable CUDA device: " << kernels::gpu::unavailable_reason(); \
-  } while (0)
 
 #if QARL_HAVE_CUDA
 namespace kg = kernels::gpu;
@@ -188,20 +181,8 @@ TEST(GpuKvNative, CudaRefusesQuantizersWithoutCodes) {
 
 // A random model with bf16-exact weights and K/V quantizers from a recipe.
 model::Model kv_model(io::ModelFamily f, uint64_t seed, const char* recipe, float amax) {
-  io::HFConfig c = test::tiny_config(f);
-  c.vocab_size = 301;
-  c.hidden_size = 96;
-  c.intermediate_size = 136;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 64;
-  model::Model m = model::Model::random_init(c, seed);
-  test::perturb_all(m, seed + 1);
-  for (const auto& n : m.param_names()) {
-    float* p = m.param(n).data_as<float>();
-    for (int64_t i = 0; i < m.param(n).numel(); ++i) p[i] = bf16_to_f32(f32_to_bf16(p[i]));
-  }
-  m.weights_changed();
+  const io::HFConfig c = test::gpu_test_config(f, 301, 96, 136);
+  model::Model m = test::bf16_exact_model(c, seed);
   std::map<std::string, Tensor> am;
   for (int l = 0; l < c.num_hidden_layers; ++l)
     for (char w : {'k', 'v'})

@@ -8,9 +8,8 @@
 #include <cstring>
 #include <map>
 
-#include "qarl/kernels/cuda/device.h"
+#include "gpu_test_util.h"
 #include "test_util.h"
-#include "../model/model_test_util.h"
 
 #if QARL_HAVE_CUDA
 #include "qarl/core/half.h"
@@ -25,37 +24,13 @@
 namespace qarl {
 namespace {
 
-#define SKIP_WITHOUT_GPU()                                                                   \
-  do {                                                                                       \
-    if (!kernels::gpu::available())                                                          \
-      GTEST_SKIP() << "no usable CUDA device: " << kernels::gpu::unavailable_reason();       \
-  } while (0)
-
 #if QARL_HAVE_CUDA
 using gpu::GemmMode;
 
-io::HFConfig gpu_config(io::ModelFamily f) {
-  io::HFConfig c = test::tiny_config(f);
-  c.vocab_size = 301;
-  c.hidden_size = 96;
-  c.intermediate_size = 136;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 64;  // the GPU attention kernel's head sizes are 64 and 128
-  return c;
-}
+io::HFConfig gpu_config(io::ModelFamily f) { return test::gpu_test_config(f, 301, 96, 136); }
 
-// A random model with perturbed norms/biases and every weight rounded to bf16, so that the
-// GPU's bf16 working copies hold the CPU's exact weights.
 model::Model bf16_model(io::ModelFamily f, uint64_t seed) {
-  model::Model m = model::Model::random_init(gpu_config(f), seed);
-  test::perturb_all(m, seed + 1);
-  for (const auto& n : m.param_names()) {
-    float* p = m.param(n).data_as<float>();
-    for (int64_t i = 0; i < m.param(n).numel(); ++i) p[i] = bf16_to_f32(f32_to_bf16(p[i]));
-  }
-  m.weights_changed();
-  return m;
+  return test::bf16_exact_model(gpu_config(f), seed);
 }
 
 void set_kv(model::Model& m, const std::string& recipe, float amax) {

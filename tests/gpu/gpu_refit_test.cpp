@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "qarl/kernels/cuda/device.h"
+#include "gpu_test_util.h"
 #include "test_util.h"
 #include "../model/model_test_util.h"
 
@@ -63,7 +64,7 @@ int mismatches(gpu::GpuModel& rollout, gpu::GpuModel& policy, uint64_t seed) {
 }
 
 TEST(GpuRefit, CudaRolloutEqualsTrainerBitwiseAcrossRefitsAndSteps) {
-  if (!kernels::gpu::available()) GTEST_SKIP() << "no usable CUDA device: " << kernels::gpu::unavailable_reason();
+  SKIP_WITHOUT_GPU();
   const uint64_t seed = test::fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   const io::HFConfig c = refit_config();
@@ -90,7 +91,7 @@ TEST(GpuRefit, CudaRolloutEqualsTrainerBitwiseAcrossRefitsAndSteps) {
 }
 
 TEST(GpuRefit, CudaContractViolationLeavesRolloutUnchanged) {
-  if (!kernels::gpu::available()) GTEST_SKIP() << "no usable CUDA device: " << kernels::gpu::unavailable_reason();
+  SKIP_WITHOUT_GPU();
   const uint64_t seed = test::fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   const io::HFConfig c = refit_config();

@@ -11,6 +11,7 @@
 #include "qarl/rl/trainer.h"
 #include "qarl/train/metrics.h"
 #include "qarl/train/run_recipe.h"
+#include "gpu_test_util.h"
 #include "test_util.h"
 
 namespace qarl::rl {
@@ -27,7 +28,7 @@ train::RunRecipe gpu_recipe(const std::string& tmp, const std::string& name, std
 }
 
 TEST(GpuTrainer, CudaTinyGrpoHasExactParityOnTheGpu) {
-  if (!kernels::gpu::available()) GTEST_SKIP() << "no usable CUDA device: " << kernels::gpu::unavailable_reason();
+  SKIP_WITHOUT_GPU();
   test::TempDir d;
   Trainer t(gpu_recipe(d.path(), "grpo-tiny-nvfp4-kv.yaml", {"algorithm.steps=3", "checkpoint.every=1"}), false);
   auto s = t.run();
@@ -49,7 +50,7 @@ TEST(GpuTrainer, CudaTinyGrpoHasExactParityOnTheGpu) {
 }
 
 TEST(GpuTrainer, CudaFastModeRunsAndSaysSo) {
-  if (!kernels::gpu::available()) GTEST_SKIP() << "no usable CUDA device: " << kernels::gpu::unavailable_reason();
+  SKIP_WITHOUT_GPU();
   test::TempDir d;
   Trainer t(gpu_recipe(d.path(), "grpo-tiny-fp8-kv.yaml", {"algorithm.steps=2", "model.gemm_mode=fast"}), false);
   t.run();
@@ -65,7 +66,7 @@ TEST(GpuTrainer, CudaFastModeRunsAndSaysSo) {
 // is unchanged, so exact mode keeps its bitwise parity, and the metrics report the smaller
 // cache (2 * L * (D/2 + D/16) bytes per token).
 TEST(GpuTrainer, CudaNativeNvfp4RolloutCacheKeepsExactParity) {
-  if (!kernels::gpu::available()) GTEST_SKIP() << "no usable CUDA device: " << kernels::gpu::unavailable_reason();
+  SKIP_WITHOUT_GPU();
   test::TempDir d;
   Trainer t(gpu_recipe(d.path(), "grpo-tiny-nvfp4-kv.yaml", {"algorithm.steps=2", "rollout.kv_cache=nvfp4"}), false);
   t.run();

@@ -21,7 +21,7 @@ namespace qarl {
 namespace {
 
 TEST(CudaArgmax, MatchesHostArgmaxToken) {
-  if (!kernels::gpu::available()) GTEST_SKIP() << "no usable CUDA device: " << kernels::gpu::unavailable_reason();
+  SKIP_WITHOUT_GPU();
 #if QARL_HAVE_CUDA
   const uint64_t seed = test::fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));

@@ -34,12 +34,6 @@ namespace {
 
 namespace gpu = kernels::gpu;
 
-#define SKIP_WITHOUT_GPU()                                                   \
-  do {                                                                       \
-    if (!gpu::available())                                                   \
-      GTEST_SKIP() << "no usable CUDA device: " << gpu::unavailable_reason(); \
-  } while (0)
-
 #ifdef QARL_HAVE_CUDA
 
 struct DevBuf {

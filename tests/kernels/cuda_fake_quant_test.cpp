@@ -25,12 +25,6 @@ namespace {
 
 namespace gpu = kernels::gpu;
 
-#define SKIP_WITHOUT_GPU()                                                   \
-  do {                                                                       \
-    if (!gpu::available())                                                   \
-      GTEST_SKIP() << "no usable CUDA device: " << gpu::unavailable_reason(); \
-  } while (0)
-
 // Random values with the awkward ones mixed in: zeros (both signs), infinities, NaN, huge
 // and tiny (E4M3-subnormal and fp32-subnormal) magnitudes, exact E2M1 ladder midpoints.
 std::vector<float> nasty_values(size_t n, uint64_t seed, float scale) {

@@ -38,12 +38,6 @@ namespace gpu = kernels::gpu;
 using gpu::Elem;
 using gpu::GemmMode;
 
-#define SKIP_WITHOUT_GPU()                                                   \
-  do {                                                                       \
-    if (!gpu::available())                                                   \
-      GTEST_SKIP() << "no usable CUDA device: " << gpu::unavailable_reason(); \
-  } while (0)
-
 // bf16 bits of `n` random normal values (the inputs are exactly representable, so the
 // reference sees the same numbers as the GPU).
 std::vector<uint16_t> random_bf16(size_t n, float scale, uint64_t seed) {

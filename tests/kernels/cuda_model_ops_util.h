@@ -18,12 +18,6 @@
 #include "qarl/kernels/cuda/model_ops.h"
 #include "test_util.h"
 
-#define SKIP_WITHOUT_GPU()                                                                \
-  do {                                                                                    \
-    if (!::qarl::kernels::gpu::available())                                               \
-      GTEST_SKIP() << "no usable CUDA device: " << ::qarl::kernels::gpu::unavailable_reason(); \
-  } while (0)
-
 #define SEEDED()                                   \
   const uint64_t seed = ::qarl::test::fresh_seed(); \
   SCOPED_TRACE(::testing::Message() << "seed " << seed)
