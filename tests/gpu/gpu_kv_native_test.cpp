@@ -234,6 +234,20 @@ TEST(GpuKvNative, CudaNativeGenerateEqualsSimulatedBitwise) {
       const auto sim = gpu::generate(g, requests(301, seed + 2), o, {}, &s_sim);
       o.kv_mode = cs.mode;
       const auto nat = gpu::generate(g, requests(301, seed + 2), o, {}, &s_nat);
+      // Native decode steps run as CUDA graphs too (the decode to scratch reads its count on
+      // the device), with the bits of the same steps launched one by one.
+      EXPECT_GT(s_nat.graph_steps, 0);
+      o.cuda_graphs = false;
+      gpu::GenerateStats s_eager;
+      const auto eager = gpu::generate(g, requests(301, seed + 2), o, {}, &s_eager);
+      EXPECT_EQ(s_eager.graph_steps, 0);
+      ASSERT_EQ(eager.size(), nat.size());
+      for (size_t i = 0; i < nat.size(); ++i) {
+        EXPECT_EQ(eager[i].tokens, nat[i].tokens) << "sample " << i << " (graphs off)";
+        ASSERT_EQ(eager[i].logprobs.size(), nat[i].logprobs.size());
+        EXPECT_EQ(0, std::memcmp(eager[i].logprobs.data(), nat[i].logprobs.data(), 4 * nat[i].logprobs.size()))
+            << "sample " << i << " (graphs off)";
+      }
       EXPECT_EQ(s_nat.kv_bytes_per_token * (cs.mode == KVCacheMode::FP8 ? 2 : 32),
                 s_sim.kv_bytes_per_token * (cs.mode == KVCacheMode::FP8 ? 1 : 9));
       ASSERT_EQ(sim.size(), nat.size());

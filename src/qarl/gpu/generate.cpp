@@ -94,9 +94,7 @@ std::vector<rollout::SampleOutput> generate(GpuModel& m, std::vector<rollout::Ge
   }
   // The RoPE tables cover every position up front: a captured decode step reads them in place.
   m.ensure_rope(max_len);
-  // A native cache's decode to scratch launches a grid sized by this step's live blocks (a host
-  // value), which a captured graph would freeze: native caches decode steps eagerly.
-  DecodeGraphs graphs(m, cache, o.cuda_graphs && !cache.native());
+  DecodeGraphs graphs(m, cache, o.cuda_graphs);
   std::vector<int> free_slots;
   for (int s = slots - 1; s >= 0; --s) free_slots.push_back(s);
   std::vector<Sample> active;

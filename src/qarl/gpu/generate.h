@@ -34,7 +34,7 @@ struct GenerateOptions {
   // KV storage, as the CPU engine's EngineConfig::kv_mode (--kv-cache, rollout.kv_cache): auto
   // keeps bf16 fake-quantized rows; fp8 / nvfp4 keep the K/V quantizers' codes (needs them
   // enabled in that format with their amax: usage Error otherwise). Same tokens and logprobs.
-  // Native caches decode without CUDA graphs (generate.cpp).
+  // Native caches decode in CUDA graphs too (the decode to scratch reads its count on the device).
   rollout::KVCacheMode kv_mode = rollout::KVCacheMode::Auto;
 };
 

@@ -45,7 +45,7 @@ PagedCache::PagedCache(int n_layers, int n_kv_heads, int head_dim, int block_siz
   if (native()) {
     k_scratch_ = Tensor::empty({n_blocks, block_size, kv_dim_}, DType::BF16, Device::CUDA);
     v_scratch_ = Tensor::empty({n_blocks, block_size, kv_dim_}, DType::BF16, Device::CUDA);
-    entries_dev_ = Tensor::empty({2 * int64_t(max_seqs) * max_blocks_}, DType::I32, Device::CUDA);
+    entries_dev_ = Tensor::empty({1 + 2 * int64_t(max_seqs) * max_blocks_}, DType::I32, Device::CUDA);
   }
   kg::check_last_launch("paged cache allocation");
   table_.assign(size_t(max_seqs) * size_t(max_blocks_), -1);
@@ -161,16 +161,15 @@ void PagedCache::sync_tables() {
     dirty_ = false;
   }
   if (native() && entries_dirty_) {
-    entries_.clear();
+    entries_.assign(1, 0);  // the count, then the pairs
     for (int s = 0; s < max_seqs_; ++s)
       for (int b = 0; b * block_size_ < len_[size_t(s)]; ++b) {
         entries_.push_back(table_[size_t(s) * max_blocks_ + size_t(b)]);
         entries_.push_back(std::min(block_size_, len_[size_t(s)] - b * block_size_));
       }
-    if (!entries_.empty()) {
-      Tensor h = Tensor::borrow(entries_.data(), {int64_t(entries_.size())}, DType::I32, nullptr);
-      entries_dev_.narrow0(0, int64_t(entries_.size())).copy_from(h);
-    }
+    entries_[0] = int32_t((entries_.size() - 1) / 2);
+    Tensor h = Tensor::borrow(entries_.data(), {int64_t(entries_.size())}, DType::I32, nullptr);
+    entries_dev_.narrow0(0, int64_t(entries_.size())).copy_from(h);
     entries_dirty_ = false;
   }
 }
@@ -224,8 +223,10 @@ void PagedCache::write_native(int layer, const kg::bf16* k, const kg::bf16* v, i
 kg::PagedKV PagedCache::read_view(int layer, void* stream) {
   if (!native()) return layer_view(layer);
   QARL_ASSERT(!entries_dirty_, "paged cache: read_view() before sync_tables()");
+  // The grid covers every block the cache has, the count is on the device: a captured decode
+  // step replays this for whatever rows are live then.
   kg::launch_kv_decode_native(native_view(layer), entries_dev_.data_as<int32_t>(),
-                              int(entries_.size() / 2), static_cast<kg::bf16*>(k_scratch_.data()),
+                              int((entries_dev_.numel() - 1) / 2), static_cast<kg::bf16*>(k_scratch_.data()),
                               static_cast<kg::bf16*>(v_scratch_.data()), stream);
   kg::PagedKV v;
   v.k_pool = static_cast<kg::bf16*>(k_scratch_.data());

@@ -91,7 +91,7 @@ class PagedCache {
   std::vector<int> n_blocks_of_;           // per slot
   std::vector<int> len_;                   // per slot: tokens reserved (native decode rows)
   std::vector<int32_t> free_;              // free block ids (a stack)
-  std::vector<int32_t> entries_;           // native: (block, rows) pairs of the live rows
+  std::vector<int32_t> entries_;           // native: the count, then (block, rows) pairs of the live rows
   Tensor table_dev_, entries_dev_;
   bool dirty_ = true, entries_dirty_ = true;
 };

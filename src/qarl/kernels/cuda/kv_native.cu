@@ -106,14 +106,16 @@ __device__ __forceinline__ void decode_nvfp4_group(const uint8_t* __restrict__ p
 }
 
 // One CUDA block per entry (grid-stride over entries); its threads cover rows x groups.
+// entries[0] is the count, then the (block, rows) pairs.
 template <bool kNvfp4>
 __global__ void kv_decode_native_kernel(NativeKV kv, const int32_t* __restrict__ entries,
-                                        int n_entries, bf16* __restrict__ k_out,
-                                        bf16* __restrict__ v_out) {
+                                        bf16* __restrict__ k_out, bf16* __restrict__ v_out) {
   const int G = kv.row_values / 16;
+  const int n_entries = entries[0];
+  const int32_t* pairs = entries + 1;
   for (int e = blockIdx.x; e < n_entries; e += gridDim.x) {
-    const int64_t blk = entries[2 * e];
-    const int rows = entries[2 * e + 1];
+    const int64_t blk = pairs[2 * e];
+    const int rows = pairs[2 * e + 1];
     for (int i = threadIdx.x; i < rows * G; i += blockDim.x) {
       const int64_t slot = blk * kv.block_size + i / G;
       const int g = i % G;
@@ -148,16 +150,17 @@ void launch_kv_write_native(const NativeKV& kv, const bf16* k, const bf16* v, in
   check_last_launch("native kv write");
 }
 
-void launch_kv_decode_native(const NativeKV& kv, const int32_t* entries, int n_entries,
+void launch_kv_decode_native(const NativeKV& kv, const int32_t* entries, int max_entries,
                              bf16* k_out, bf16* v_out, void* stream) {
-  if (n_entries <= 0) return;
+  if (max_entries <= 0) return;
   const int threads = 128;
-  const int grid = n_entries < 65535 ? n_entries : 65535;
+  // At most 1024 blocks striding over the entries (a block per entry up to there).
+  const int grid = max_entries < 1024 ? max_entries : 1024;
   auto st = static_cast<cudaStream_t>(stream);
   if (kv.format == KvFormat::NVFP4)
-    kv_decode_native_kernel<true><<<grid, threads, 0, st>>>(kv, entries, n_entries, k_out, v_out);
+    kv_decode_native_kernel<true><<<grid, threads, 0, st>>>(kv, entries, k_out, v_out);
   else
-    kv_decode_native_kernel<false><<<grid, threads, 0, st>>>(kv, entries, n_entries, k_out, v_out);
+    kv_decode_native_kernel<false><<<grid, threads, 0, st>>>(kv, entries, k_out, v_out);
   check_last_launch("native kv decode");
 }
 

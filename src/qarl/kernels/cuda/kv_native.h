@@ -43,9 +43,11 @@ void launch_kv_write_native(const NativeKV& kv, const bf16* k, const bf16* v, in
                             const int32_t* row_seq, const int32_t* row_pos, int64_t n,
                             void* stream);
 
-// Decodes, for each i < n_entries, rows 0 .. entries[2i+1]-1 of cache block entries[2i] (device
-// int32 pairs) into k_out / v_out ([n_blocks][block_size][D] bf16, the same block ids).
-void launch_kv_decode_native(const NativeKV& kv, const int32_t* entries, int n_entries,
+// Decodes, for each i < entries[0], rows 0 .. entries[2 + 2i]-1 of cache block entries[1 + 2i]
+// (device int32: the count, then (block, rows) pairs; at most max_entries of them) into k_out /
+// v_out ([n_blocks][block_size][D] bf16, the same block ids). The count is read on the device
+// and the grid depends only on max_entries, so a captured CUDA graph replays it for any count.
+void launch_kv_decode_native(const NativeKV& kv, const int32_t* entries, int max_entries,
                              bf16* k_out, bf16* v_out, void* stream);
 
 }  // namespace qarl::kernels::gpu
