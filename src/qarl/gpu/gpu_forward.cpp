@@ -36,8 +36,8 @@ const kg::bf16* B(const Tensor& t) { return static_cast<const kg::bf16*>(t.data(
 kg::bf16* Bm(const Tensor& t) { return static_cast<kg::bf16*>(t.data()); }
 float* F(const Tensor& t) { return static_cast<float*>(t.data()); }
 
-// K/V quantizer in place on a contiguous bf16 [R, kd] device tensor.
-// y = the quantizer's fake quant of x (y may be x); the caller checked q.enabled().
+// y = the K/V quantizer's fake quant of x (contiguous bf16 [R, kd] device tensors; y may be
+// x); the caller checked q.enabled().
 void quantize_kv(const quant::TensorQuantizer& q, const Tensor& x, const Tensor& y, void* stream) {
   if (x.numel() == 0) return;
   const float amax = q.effective_amax();
