@@ -395,6 +395,14 @@ TEST(CudaModelOps, LogprobsForwardBackwardMatchCpu) {
         EXPECT_TRUE(close(download(dd, rows, vocab, ldo), rounded(want, dtype_of(out_t)),
                           out_t == Elem::F32 ? 1e-5 : 1e-2));
         EXPECT_TRUE(gaps_untouched(dd, rows, vocab, ldo));
+        {  // rows aligned for the vector loads/stores: the same bits as the rows above
+          Tensor da = upload({}, rows, vocab, ld_al, dtype_of(out_t));
+          gpu::launch_logprobs_backward(f32p(la), ld_al, rows, vocab, T, i32p(td), f32p(lse),
+                                        f32p(gd), out_t, da.data(), ld_al, nullptr);
+          EXPECT_TRUE(same_bits(download_bits(da, rows, vocab, ld_al), download_bits(dd, rows, vocab, ldo)))
+              << "aligned rows";
+          EXPECT_TRUE(gaps_untouched(da, rows, vocab, ld_al));
+        }
         if (out_t == Elem::F32) {  // in place over the logits
           const auto first = download(dd, rows, vocab, ldo);
           Tensor inpl = upload(logits, rows, vocab, ld, DType::F32);

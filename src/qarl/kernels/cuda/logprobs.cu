@@ -84,12 +84,30 @@ __global__ void __launch_bounds__(kThreads)
   const float gt = g[r] / temperature;
   const float l = lse[r];
   const int64_t tgt = targets ? int64_t(targets[r]) : -1;
-  for (int64_t i = threadIdx.x; i < vocab; i += kThreads) {
-    const float p = expf(scaled(row[i], temperature) - l);
-    float d = -gt * p;
+  auto grad = [&](float z, int64_t i) {
+    float d = -gt * expf(scaled(z, temperature) - l);
     if (i == tgt) d += gt;
-    out[i] = D::store(d);
+    return D::store(d);
+  };
+  using raw = typename D::raw;
+  // Whole quads with one 16-byte load and one 8- or 16-byte store where both rows allow it
+  // (element-wise, so the bits are those of the one-by-one loop below, which does the rest).
+  int64_t start = 0;
+  if ((reinterpret_cast<uintptr_t>(row) & 15) == 0 &&
+      (reinterpret_cast<uintptr_t>(out) & (4 * sizeof(raw) - 1)) == 0) {
+    const int64_t quads = vocab / 4;
+    for (int64_t j = threadIdx.x; j < quads; j += kThreads) {
+      const float4 v = reinterpret_cast<const float4*>(row)[j];
+      alignas(4 * sizeof(raw)) raw o[4] = {grad(v.x, 4 * j), grad(v.y, 4 * j + 1), grad(v.z, 4 * j + 2),
+                                           grad(v.w, 4 * j + 3)};
+      if constexpr (sizeof(raw) == 2)
+        reinterpret_cast<uint2*>(out)[j] = *reinterpret_cast<const uint2*>(o);
+      else
+        reinterpret_cast<uint4*>(out)[j] = *reinterpret_cast<const uint4*>(o);
+    }
+    start = quads * 4;
   }
+  for (int64_t i = start + threadIdx.x; i < vocab; i += kThreads) out[i] = grad(row[i], i);
 }
 
 // loss[0] = float(sum_r -double(logprob[r]) / rows), rows in a fixed tree.
