@@ -13,4 +13,8 @@ $CXX "${FLAGS[@]}" fuzz/safetensors_header_fuzz.cpp src/qarl/io/safetensors.cpp 
   src/qarl/io/json_strict.cpp "${CORE[@]}" -lfmt -o "$OUT/safetensors_header_fuzz"
 $CXX "${FLAGS[@]}" fuzz/hf_config_fuzz.cpp src/qarl/io/hf_config.cpp \
   src/qarl/io/json_strict.cpp "${CORE[@]}" -lfmt -o "$OUT/hf_config_fuzz"
-echo "built $OUT/safetensors_header_fuzz $OUT/hf_config_fuzz"
+TOKENIZER=(src/qarl/tokenizer/*.cpp src/qarl/core/fs.cpp src/qarl/core/log.cpp)
+for t in tokenizer_roundtrip_fuzz stop_strings_fuzz; do
+  $CXX "${FLAGS[@]}" fuzz/$t.cpp "${TOKENIZER[@]}" -lpcre2-8 -lutf8proc -lfmt -o "$OUT/$t"
+done
+echo "built $OUT/{safetensors_header_fuzz,hf_config_fuzz,tokenizer_roundtrip_fuzz,stop_strings_fuzz}"
