@@ -94,6 +94,14 @@ TEST(YamlRecipe, SyntaxErrorsAndDuplicates) {
   EXPECT_EQ(e.key(), "b.c");
   EXPECT_NE(std::string(e.what()).find("duplicate key (line 4"), std::string::npos) << e.what();
   EXPECT_THROW(RecipeNode::parse("- 1\n- 2\n", "l.yaml"), Error);  // top level not a map
+  e = catch_error([] { RecipeNode::parse("a: \"caf\xe9\"\n", "latin1.yaml"); });  // Latin-1, not UTF-8
+  EXPECT_EQ(e.file(), "latin1.yaml");
+  EXPECT_EQ(e.kind(), ErrorKind::Input);
+  EXPECT_NE(std::string(e.what()).find("UTF-8"), std::string::npos) << e.what();
+  e = catch_error([] { RecipeNode::parse(std::string("a: 1\nb: x\0y\n", 12), "nul.yaml"); });
+  EXPECT_EQ(e.file(), "nul.yaml");
+  EXPECT_NE(std::string(e.what()).find("control character 0x00 at line 2"), std::string::npos) << e.what();
+  EXPECT_EQ(RecipeNode::parse("a: \"tab\there\"\r\n", "ok.yaml").required<std::string>("a"), "tab\there");
   EXPECT_THROW(RecipeNode::load_file("/nonexistent/r.yaml"), Error);
   auto empty = RecipeNode::parse("", "e.yaml");
   EXPECT_EQ(empty.optional<int>("x", 3), 3);

@@ -182,3 +182,32 @@ TEST(Recipe, ErrorsNameKeyAndFile) {
 
 }  // namespace
 }  // namespace qarl::quant
+
+namespace qarl::quant {
+namespace {
+
+// Inputs found by fuzz/quant_recipe_fuzz: a mapping as a key made yaml-cpp throw its own
+// exception past every caller, a repeated key kept only one value. Both are now Input
+// errors naming the file (and the key where there is one).
+TEST(Recipe, MalformedKeysAreInputErrorsNamingTheFile) {
+  const char* map_key = "quantize:\n  algorithm: max\n  quant_cfg:\n    - {a b}: 1\n";
+  try {
+    QuantRecipe::parse(map_key, "mapkey.yaml");
+    FAIL() << "accepted a mapping as a key";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Input);
+    EXPECT_EQ(e.file(), "mapkey.yaml");
+  }
+  const char* dup = "quantize:\n  algorithm: max\n  quant_cfg:\n    - {quantizer_name: '*', enable: false}\n  algorithm: none\n";
+  try {
+    QuantRecipe::parse(dup, "dup.yaml");
+    FAIL() << "accepted a repeated key";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Input);
+    EXPECT_EQ(e.key(), "quantize.algorithm");
+  }
+  EXPECT_THROW(QuantRecipe::parse("quantize: {algorithm: {method: {x: 1}}, quant_cfg: []}\n", "m.yaml"), Error);
+}
+
+}  // namespace
+}  // namespace qarl::quant

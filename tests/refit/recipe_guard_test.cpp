@@ -186,3 +186,27 @@ TEST(RefitRecipeGuardQuant, ResolvedConfigsDecide) {
 
 }  // namespace
 }  // namespace qarl::refit
+
+namespace qarl::refit {
+namespace {
+
+// Found by fuzz/quant_recipe_fuzz: numbers out of range for int64 / double made the
+// normalizer throw std::out_of_range; they now stay text. Malformed keys are Input errors.
+TEST(RefitRecipeGuard, HugeNumbersAndMalformedKeys) {
+  const auto r = NormalizedRecipe::parse(
+      "quant_cfg:\n  - {quantizer_name: '*', enable: false, x: 99999999999999999999999, y: 1e99999,"
+      " z: e99999999999m1}\n",
+      "huge.yaml");
+  EXPECT_EQ(r.entries.size(), 1u);
+  try {
+    NormalizedRecipe::parse("quant_cfg:\n  - {{a}: 1, quantizer_name: '*'}\n", "key.yaml");
+    FAIL() << "accepted a mapping as a key";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Input);
+    EXPECT_EQ(e.file(), "key.yaml");
+  }
+  EXPECT_THROW(NormalizedRecipe::parse("quant_cfg:\n  - {quantizer_name: {a: 1}}\n", "n.yaml"), Error);
+}
+
+}  // namespace
+}  // namespace qarl::refit

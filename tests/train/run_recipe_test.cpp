@@ -92,6 +92,12 @@ TEST(RunRecipe, UnknownKeysNameKeyAndFile) {
   EXPECT_EQ(e.kind(), ErrorKind::Usage);
   e = error_of([&] { load_run_recipe(fx.write("syntax.yaml", "a: [1,\n")); });
   EXPECT_EQ(e.file(), fx.dir.file("syntax.yaml"));
+  // A repeated key is refused, naming it (the later value used to win silently).
+  e = error_of([&] {
+    load_run_recipe(fx.write("dup.yaml", "quant:\n  recipe: quant/none.yaml\nalgorithm:\n  steps: 3\n  steps: 5\n"));
+  });
+  EXPECT_EQ(e.key(), "algorithm.steps");
+  EXPECT_NE(std::string(e.what()).find("duplicate key"), std::string::npos) << e.what();
 }
 
 TEST(RunRecipe, BadValuesNameTheKey) {

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "qarl/core/fs.h"
+#include "qarl/io/json_strict.h"
 
 namespace qarl::io {
 
@@ -39,6 +40,18 @@ void check_keys(const YAML::Node& n, const std::string& label, const std::string
 }  // namespace
 
 YAML::Node parse_yaml(const std::string& text, const std::string& label) {
+  // YAML text is Unicode; invalid UTF-8 reached nlohmann::json's dump() in the refit guard
+  // and threw its own exception there (found by fuzz/quant_recipe_fuzz).
+  if (!is_valid_utf8(text)) throw err("not valid UTF-8").file(label);
+  // YAML allows no C0 control characters but tab, LF and CR (nor DEL); yaml-cpp reads them
+  // anyway and turned a NUL inside a scalar into a stray 0xA0 byte.
+  size_t line = 1;
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '\n') ++line;
+    else if ((c < 0x20 && c != '\t' && c != '\r') || c == 0x7f)
+      throw err("control character 0x{:02x} at line {} (YAML does not allow it)", unsigned(c), line).file(label);
+  }
   YAML::Node root;
   try {
     root = YAML::Load(text);

@@ -20,8 +20,9 @@
 
 namespace qarl::io {
 
-// Parses YAML text; Error(Input) naming `label` with line and column on a syntax error,
-// duplicate keys, or non-scalar keys.
+// Parses YAML text; Error(Input) naming `label` (with line and column where there is one) on
+// invalid UTF-8, control characters YAML does not allow, a syntax error, duplicate keys, or
+// non-scalar keys.
 YAML::Node parse_yaml(const std::string& text, const std::string& label);
 YAML::Node load_yaml_file(const std::string& path);
 

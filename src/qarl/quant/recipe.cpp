@@ -4,6 +4,7 @@
 
 #include "qarl/core/error.h"
 #include "qarl/core/fs.h"
+#include "qarl/io/yaml_recipe.h"
 #include "qarl/quant/fnmatch.h"
 
 namespace qarl::quant {
@@ -211,51 +212,53 @@ QuantRecipe QuantRecipe::load(const std::string& path) {
 }
 
 QuantRecipe QuantRecipe::parse(const std::string& text, const std::string& label) {
-  Ctx c{label};
-  YAML::Node root;
+  // The shared strict loader: syntax errors with line and column, and duplicate or
+  // non-scalar keys refused (yaml-cpp keeps both of a repeated key; a mapping as a key
+  // threw yaml-cpp's own exception past every caller, found by fuzz/quant_recipe_fuzz).
+  const YAML::Node root = io::parse_yaml(text, label);
   try {
-    root = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    throw Error(std::string("invalid YAML: ") + e.what()).file(label);
-  }
-  if (!root.IsMap()) throw Error("a recipe must be a YAML mapping").file(label);
-  QuantRecipe r;
-  r.source_ = label;
-  YAML::Node q = root;
-  if (root["quantize"]) {
-    for (const auto& kv : root) {
+    Ctx c{label};
+    if (!root.IsMap()) throw Error("a recipe must be a YAML mapping").file(label);
+    QuantRecipe r;
+    r.source_ = label;
+    YAML::Node q = root;
+    if (root["quantize"]) {
+      for (const auto& kv : root) {
+        std::string k = kv.first.as<std::string>();
+        if (k == "metadata") r.metadata_ = yaml_text(kv.second);
+        else if (k != "quantize") throw c.fail(k, "unknown top-level key (expected metadata, quantize)");
+      }
+      q = root["quantize"];
+      if (!q.IsMap()) throw c.fail("quantize", "must be a mapping");
+    }
+    bool have_cfg = false;
+    for (const auto& kv : q) {
       std::string k = kv.first.as<std::string>();
-      if (k == "metadata") r.metadata_ = yaml_text(kv.second);
-      else if (k != "quantize") throw c.fail(k, "unknown top-level key (expected metadata, quantize)");
+      if (k == "algorithm") {
+        const YAML::Node& a = kv.second;
+        std::string method;
+        if (a.IsNull()) method = "none";
+        else if (a.IsScalar()) method = a.as<std::string>();
+        else if (a.IsMap() && a["method"] && a["method"].IsScalar() && a.size() == 1) method = a["method"].as<std::string>();
+        if (method != "max" && method != "none")
+          throw c.fail("algorithm", "unsupported algorithm '" + yaml_text(a) + "' (qarl supports max)");
+        r.algorithm_ = method;
+      } else if (k == "quant_cfg") {
+        have_cfg = true;
+        if (kv.second.IsSequence()) r.entries_ = parse_list(kv.second, c);
+        else if (kv.second.IsMap()) r.entries_ = parse_dict(kv.second, c);
+        else throw c.fail("quant_cfg", "must be a list of entries or a mapping");
+      } else if (k == "metadata" && q == root) {
+        r.metadata_ = yaml_text(kv.second);
+      } else {
+        throw c.fail(k, "unknown key (expected algorithm, quant_cfg)");
+      }
     }
-    q = root["quantize"];
-    if (!q.IsMap()) throw c.fail("quantize", "must be a mapping");
+    if (!have_cfg) throw c.fail("quant_cfg", "missing");
+    return r;
+  } catch (const YAML::Exception& e) {  // a conversion this parser did not foresee
+    throw err("unexpected YAML value at {}: {}", io::yaml_where(e.mark), e.msg).file(label);
   }
-  bool have_cfg = false;
-  for (const auto& kv : q) {
-    std::string k = kv.first.as<std::string>();
-    if (k == "algorithm") {
-      const YAML::Node& a = kv.second;
-      std::string method;
-      if (a.IsNull()) method = "none";
-      else if (a.IsScalar()) method = a.as<std::string>();
-      else if (a.IsMap() && a["method"] && a.size() == 1) method = a["method"].as<std::string>();
-      if (method != "max" && method != "none")
-        throw c.fail("algorithm", "unsupported algorithm '" + yaml_text(a) + "' (qarl supports max)");
-      r.algorithm_ = method;
-    } else if (k == "quant_cfg") {
-      have_cfg = true;
-      if (kv.second.IsSequence()) r.entries_ = parse_list(kv.second, c);
-      else if (kv.second.IsMap()) r.entries_ = parse_dict(kv.second, c);
-      else throw c.fail("quant_cfg", "must be a list of entries or a mapping");
-    } else if (k == "metadata" && q == root) {
-      r.metadata_ = yaml_text(kv.second);
-    } else {
-      throw c.fail(k, "unknown key (expected algorithm, quant_cfg)");
-    }
-  }
-  if (!have_cfg) throw c.fail("quant_cfg", "missing");
-  return r;
 }
 
 QuantizerConfig QuantRecipe::resolve(const std::string& name) const {

@@ -8,6 +8,7 @@
 
 #include "qarl/core/error.h"
 #include "qarl/core/fs.h"
+#include "qarl/io/yaml_recipe.h"
 
 namespace qarl::refit {
 namespace {
@@ -18,14 +19,25 @@ json scalar_to_json(const std::string& s) {
   static const std::regex exmy("^[eE]([0-9]+)[mM]([0-9]+)$");
   static const std::regex integer("^[-+]?[0-9]+$");
   static const std::regex real("^[-+]?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][-+]?[0-9]+)?$");
-  std::smatch m;
-  if (std::regex_match(s, m, exmy)) return json::array({std::stoi(m[1]), std::stoi(m[2])});
   if (s == "true" || s == "True") return true;
   if (s == "false" || s == "False") return false;
-  if (std::regex_match(s, integer)) return std::stoll(s);
-  if (std::regex_match(s, real)) return std::stod(s);
+  // A number out of range for int / int64 / double (stoi, stoll, stod throw
+  // std::out_of_range; found by fuzz/quant_recipe_fuzz) stays text.
+  try {
+    std::smatch m;
+    if (std::regex_match(s, m, exmy)) return json::array({std::stoi(m[1]), std::stoi(m[2])});
+    if (std::regex_match(s, integer)) return std::stoll(s);
+    if (std::regex_match(s, real)) return std::stod(s);
+  } catch (const std::out_of_range&) {
+  }
   return s;
 }
+
+// The canonical text of a value. yaml-cpp can hand back scalars that are not valid UTF-8
+// even from valid UTF-8 text (control characters in plain scalars; found by
+// fuzz/quant_recipe_fuzz), on which dump() would throw json's type_error: those bytes become
+// U+FFFD, the same way on both ends of a comparison.
+std::string canonical(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 json yaml_to_json(const YAML::Node& n) {
   switch (n.Type()) {
@@ -61,9 +73,9 @@ NormalizedRecipe::Entry entry_from(const std::string& pattern, const YAML::Node&
       json j = yaml_to_json(body);
       j.erase("enable");
       j.erase("quantizer_name");
-      if (!j.empty()) e.cfg = j.dump();
+      if (!j.empty()) e.cfg = canonical(j);
     } else {
-      e.cfg = yaml_to_json(cfg).dump();
+      e.cfg = canonical(yaml_to_json(cfg));
     }
   }
   if (!e.enable && !e.cfg.empty()) e.enable = true;
@@ -80,12 +92,8 @@ NormalizedRecipe NormalizedRecipe::none() {
 }
 
 NormalizedRecipe NormalizedRecipe::parse(const std::string& yaml_text, const std::string& source) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(yaml_text);
-  } catch (const YAML::Exception& e) {
-    throw err("invalid YAML: {}", e.what()).file(source);
-  }
+  // The shared strict loader (duplicate and non-scalar keys refused, line and column).
+  YAML::Node root = io::parse_yaml(yaml_text, source);
   if (root && root.IsMap() && root["quantize"]) root = root["quantize"];
   if (!root || !root.IsMap() || !root["quant_cfg"])
     throw err("no quant_cfg (expected a ModelOpt recipe, optionally under 'quantize:')").file(source);
@@ -93,13 +101,13 @@ NormalizedRecipe NormalizedRecipe::parse(const std::string& yaml_text, const std
   r.source = source;
   if (root["algorithm"]) {
     YAML::Node a = root["algorithm"];
-    r.algorithm = a.IsScalar() ? a.as<std::string>() : yaml_to_json(a).dump();
+    r.algorithm = a.IsScalar() ? a.as<std::string>() : canonical(yaml_to_json(a));
   }
   YAML::Node q = root["quant_cfg"];
   if (q.IsSequence()) {
     for (const auto& item : q) {
-      if (!item.IsMap() || !item["quantizer_name"])
-        throw err("every quant_cfg entry needs a quantizer_name").file(source);
+      if (!item.IsMap() || !item["quantizer_name"] || !item["quantizer_name"].IsScalar())
+        throw err("every quant_cfg entry needs a quantizer_name (a string)").file(source);
       r.entries.push_back(entry_from(item["quantizer_name"].as<std::string>(), item, source));
     }
   } else if (q.IsMap()) {

@@ -9,6 +9,7 @@
 
 #include "qarl/core/error.h"
 #include "qarl/core/fs.h"
+#include "qarl/io/yaml_recipe.h"
 #include "qarl/refit/recipe_guard.h"
 
 namespace fs = std::filesystem;
@@ -222,12 +223,9 @@ const std::string& run_recipe_schema_yaml() {
 RunRecipe parse_run_recipe(const std::string& text, const std::string& label,
                            const std::vector<std::string>& overrides, const std::string& base_dir) {
   YAML::Node schema = YAML::Load(kRunRecipeSchema);
-  YAML::Node user;
-  try {
-    user = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    throw err("YAML syntax error at line {}, column {}: {}", e.mark.line + 1, e.mark.column + 1, e.msg).file(label);
-  }
+  // The shared strict loader: a repeated key is refused (yaml-cpp would keep both and the
+  // overlay below would silently take the last).
+  const YAML::Node user = io::parse_yaml(text, label);
   YAML::Node eff = YAML::Clone(schema);
   overlay(user, schema, eff, "", label);
   for (const auto& o : overrides) apply_override(eff, schema, o, label);
