@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "qarl/core/fs.h"
 #include "qarl/cli/command.h"
 #include "qarl/core/error.h"
 #include "qarl/rl/embedded_recipes.h"
@@ -79,10 +80,10 @@ QARL_REGISTER_COMMAND(
           if (!recipe_path.empty())
             throw usage_err("--resume uses the recipe saved in the run directory; do not pass one");
           recipe_path = a->resume + "/recipe.yaml";
-          if (!fs::exists(recipe_path))
+          if (!path_exists(recipe_path))
             throw usage_err("{} is not a qarl run directory (no recipe.yaml)", a->resume);
           overrides.push_back("logging.run_dir=" + a->resume);
-        } else if (recipe_path.empty() || !fs::exists(recipe_path)) {
+        } else if (recipe_path.empty() || !path_exists(recipe_path)) {
           // An embedded recipe: the default, or one named by its file name.
           std::string name = recipe_path.empty() ? kDefaultRecipe : recipe_path;
           std::string dir = (fs::temp_directory_path() / fmt::format("qarl-recipes-{}", ::getpid())).string();

@@ -64,4 +64,19 @@ void write_file_atomic(const std::string& path, const std::function<void(std::FI
   }
 }
 
+bool path_exists(const std::string& path) noexcept {
+  std::error_code ec;
+  return std::filesystem::exists(path, ec);
+}
+
+bool is_file(const std::string& path) noexcept {
+  std::error_code ec;
+  return std::filesystem::is_regular_file(path, ec);
+}
+
+bool is_directory(const std::string& path) noexcept {
+  std::error_code ec;
+  return std::filesystem::is_directory(path, ec);
+}
+
 }  // namespace qarl

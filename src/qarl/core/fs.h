@@ -13,4 +13,11 @@ void write_file_atomic(const std::string& path, std::string_view bytes);
 // Streaming form: `write` receives a FILE* open on the temporary file.
 void write_file_atomic(const std::string& path, const std::function<void(std::FILE*)>& write);
 
+// What a user-given path names, false when it cannot be told: std::filesystem's throwing
+// forms raise filesystem_error for a name too long or a parent without permission (found by
+// fuzz/run_recipe_fuzz: a recipe path of 300 characters escaped as that exception).
+bool path_exists(const std::string& path) noexcept;
+bool is_file(const std::string& path) noexcept;       // a regular file (after symlinks)
+bool is_directory(const std::string& path) noexcept;  // a directory (after symlinks)
+
 }  // namespace qarl

@@ -1,6 +1,7 @@
 // The QARL trainer (rl/trainer.h): set-up (model, tokenizer, calibration, rollout engine,
 // optimizer, resume), the refit, checkpoints, the report and the run loop. One step is in
 // trainer_step.cpp; the shared state in trainer_impl.h.
+#include "qarl/core/fs.h"
 #include "qarl/rl/trainer_impl.h"
 
 namespace qarl::rl {
@@ -132,7 +133,7 @@ void Trainer::Impl::setup(bool resume) {
     throw usage_err("model.device: cuda: this qarl was built without CUDA").file(r.source).key("model.device");
 #endif
   }
-  if (!resume && fs::exists(run_dir + "/checkpoints"))
+  if (!resume && path_exists(run_dir + "/checkpoints"))
     throw usage_err("run directory {} already holds checkpoints: resume it with --resume {} or "
                     "choose another logging.run_dir", run_dir, run_dir);
   fs::create_directories(run_dir);
@@ -169,7 +170,7 @@ void Trainer::Impl::setup(bool resume) {
 
   if (resume) {
     std::string f = ckpt->dir + "/kv_amax.safetensors";
-    if (fs::exists(f)) kv_amax = rollout::load_kv_amax_file(f);
+    if (path_exists(f)) kv_amax = rollout::load_kv_amax_file(f);
   } else {
     calibrate(model_dir);
   }

@@ -204,7 +204,7 @@ Tokenizer tokenizer_from_gpt2_files(const std::string& vocab_path, const std::st
 TokenizerConfig read_tokenizer_config(const std::string& dir) {
   TokenizerConfig c;
   std::string path = (fs::path(dir) / "tokenizer_config.json").string();
-  if (fs::exists(path)) {
+  if (path_exists(path)) {
     json j = parse_json(read_file(path), path);
     try {
       if (j.contains("chat_template")) {
@@ -225,7 +225,7 @@ TokenizerConfig read_tokenizer_config(const std::string& dir) {
     }
   }
   std::string jinja = (fs::path(dir) / "chat_template.jinja").string();
-  if (c.chat_template.empty() && fs::exists(jinja)) c.chat_template = read_file(jinja);
+  if (c.chat_template.empty() && path_exists(jinja)) c.chat_template = read_file(jinja);
   return c;
 }
 
@@ -235,7 +235,7 @@ namespace {
 std::vector<AddedToken> gpt2_added_tokens(const std::string& dir) {
   std::vector<AddedToken> out;
   std::string path = (fs::path(dir) / "tokenizer_config.json").string();
-  if (fs::exists(path)) {
+  if (path_exists(path)) {
     json j = parse_json(read_file(path), path);
     if (j.contains("added_tokens_decoder")) {
       try {
@@ -248,7 +248,7 @@ std::vector<AddedToken> gpt2_added_tokens(const std::string& dir) {
     }
   }
   path = (fs::path(dir) / "added_tokens.json").string();
-  if (fs::exists(path)) {
+  if (path_exists(path)) {
     json j = parse_json(read_file(path), path);
     try {
       for (const auto& [content, id] : j.items())
@@ -263,17 +263,17 @@ std::vector<AddedToken> gpt2_added_tokens(const std::string& dir) {
 
 Tokenizer load_tokenizer(const std::string& path) {
   fs::path p(path);
-  if (fs::is_directory(p)) {
+  if (is_directory(path)) {
     TokenizerConfig config = read_tokenizer_config(path);
-    if (fs::exists(p / "tokenizer.json"))
+    if (path_exists((p / "tokenizer.json").string()))
       return tokenizer_from_json(read_file((p / "tokenizer.json").string()),
                                  (p / "tokenizer.json").string(), std::move(config));
-    if (fs::exists(p / "vocab.json") && fs::exists(p / "merges.txt"))
+    if (path_exists((p / "vocab.json").string()) && path_exists((p / "merges.txt").string()))
       return tokenizer_from_gpt2_files((p / "vocab.json").string(), (p / "merges.txt").string(),
                                        gpt2_added_tokens(path), std::move(config));
     throw err("no tokenizer.json (nor vocab.json + merges.txt) in this directory").file(path);
   }
-  if (!fs::exists(p)) throw err("no such file or directory").file(path);
+  if (!path_exists(path)) throw err("no such file or directory").file(path);
   fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
   return tokenizer_from_json(read_file(path), path, read_tokenizer_config(dir.string()));
 }

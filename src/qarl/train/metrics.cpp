@@ -95,7 +95,7 @@ void MetricsWriter::append(const StepMetrics& m) {
 
 std::vector<nlohmann::ordered_json> read_metrics_lines(const std::string& path) {
   std::vector<nlohmann::ordered_json> out;
-  if (!std::filesystem::exists(path)) return out;
+  if (!path_exists(path)) return out;
   const std::string text = read_file(path);
   size_t pos = 0;
   while (pos < text.size()) {

@@ -44,7 +44,7 @@ std::optional<int64_t> parse_step_name(const std::string& name) {
 }
 
 bool is_complete(const std::string& dir) {
-  return fs::is_regular_file(dir + "/" + kStateFile);
+  return is_file(dir + "/" + kStateFile);
 }
 }  // namespace
 
@@ -125,7 +125,7 @@ TrainState read_train_state(const std::string& dir) {
 
 std::optional<FoundCheckpoint> find_latest_checkpoint(const std::string& run_dir) {
   const std::string root = checkpoints_dir(run_dir);
-  if (!fs::is_directory(root)) return std::nullopt;
+  if (!is_directory(root)) return std::nullopt;
   auto try_dir = [&](const std::string& dir) -> std::optional<FoundCheckpoint> {
     if (!is_complete(dir)) return std::nullopt;
     try {
@@ -136,7 +136,7 @@ std::optional<FoundCheckpoint> find_latest_checkpoint(const std::string& run_dir
     }
   };
   const std::string latest = root + "/latest";
-  if (fs::is_regular_file(latest)) {
+  if (is_file(latest)) {
     std::string name = read_file(latest);
     while (!name.empty() && (name.back() == '\n' || name.back() == '\r')) name.pop_back();
     if (parse_step_name(name)) {

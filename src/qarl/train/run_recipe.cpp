@@ -193,9 +193,9 @@ T get(const YAML::Node& eff, const std::string& path, const std::string& label) 
 }
 
 std::string resolve_path(const std::string& p, const std::string& base_dir) {
-  if (p.empty() || p == "tiny" || fs::path(p).is_absolute() || fs::exists(p)) return p;
+  if (p.empty() || p == "tiny" || fs::path(p).is_absolute() || path_exists(p)) return p;
   const fs::path alt = fs::path(base_dir) / p;
-  if (fs::exists(alt)) return alt.lexically_normal().string();
+  if (path_exists(alt.string())) return alt.lexically_normal().string();
   return p;
 }
 
@@ -297,7 +297,7 @@ RunRecipe parse_run_recipe(const std::string& text, const std::string& label,
 
   // ---- value checks (before any work starts) ----
   if (r.model.path.empty()) throw err("must name a model (tiny or a directory)").file(label).key("model.path");
-  if (r.model.path != "tiny" && !fs::is_directory(r.model.path))
+  if (r.model.path != "tiny" && !is_directory(r.model.path))
     throw err("model directory '{}' does not exist", r.model.path).file(label).key("model.path");
   one_of(r.model.device, {"cpu", "cuda"}, "model.device", label);
   one_of(r.model.gemm_mode, {"exact", "fast"}, "model.gemm_mode", label);
@@ -307,7 +307,7 @@ RunRecipe parse_run_recipe(const std::string& text, const std::string& label,
     throw err("must be 1, 2 or 3, got {}", r.task.difficulty).file(label).key("task.difficulty");
   if (r.task.kind == "jsonl") {
     if (r.task.dataset.empty()) throw err("task.kind jsonl needs a dataset file").file(label).key("task.dataset");
-    if (!fs::is_regular_file(r.task.dataset))
+    if (!is_file(r.task.dataset))
       throw err("dataset '{}' does not exist", r.task.dataset).file(label).key("task.dataset");
   }
   one_of(a.name, {"grpo", "distill"}, "algorithm.name", label);
@@ -347,7 +347,7 @@ RunRecipe parse_run_recipe(const std::string& text, const std::string& label,
 
   // ---- same-recipe guard ----
   for (auto [key, p] : {std::pair{"quant.recipe", r.quant.recipe}, {"quant.rollout_recipe", r.quant.rollout_recipe}})
-    if (!fs::is_regular_file(p)) throw err("quant recipe '{}' does not exist", p).file(label).key(key);
+    if (!is_file(p)) throw err("quant recipe '{}' does not exist", p).file(label).key(key);
   refit::NormalizedRecipe trainer, rollout;
   try {
     trainer = refit::NormalizedRecipe::from_file(r.quant.recipe);
