@@ -33,10 +33,11 @@ json scalar_to_json(const std::string& s) {
   return s;
 }
 
-// The canonical text of a value. yaml-cpp can hand back scalars that are not valid UTF-8
-// even from valid UTF-8 text (control characters in plain scalars; found by
-// fuzz/quant_recipe_fuzz), on which dump() would throw json's type_error: those bytes become
-// U+FFFD, the same way on both ends of a comparison.
+// The canonical text of a value. dump() throws json's type_error on a string that is not
+// valid UTF-8; yaml-cpp produced one from valid UTF-8 text (a NUL in a plain scalar became a
+// stray 0xA0; found by fuzz/quant_recipe_fuzz). io::parse_yaml now refuses such characters;
+// should another path produce invalid bytes, they become U+FFFD, the same way on both ends
+// of a comparison, instead of an exception.
 std::string canonical(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 json yaml_to_json(const YAML::Node& n) {
