@@ -1,6 +1,6 @@
 // libFuzzer target for the stop-string matcher (tokenizer/stop_strings.h), a differential
-// oracle. Input: a few stop strings and generated ids for qarl's tiny tokenizer (byte tokens,
-// merges, special tokens; ids past the vocabulary too). Checked:
+// oracle. Input: a few stop strings and generated ids for fuzz_tokenizer.h's tokenizer (byte
+// tokens, merges, special tokens; ids past the vocabulary too). Checked:
 //   - the streaming matcher (push per id) reports what a naive search finds: the first step
 //     whose output bytes contain a stop string, the earliest occurrence there (first listed
 //     on ties), the bytes before it;
@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
+#include "fuzz_tokenizer.h"
 #include "qarl/core/error.h"
 #include "qarl/tokenizer/stop_strings.h"
-#include "qarl/tokenizer/tiny_tokenizer.h"
 #include "qarl/tokenizer/tokenizer.h"
 #include "qarl/tokenizer/utf8.h"
 
@@ -24,17 +24,6 @@ using namespace qarl::tokenizer;
 
 namespace {
 
-const Tokenizer& tok() {
-  static const Tokenizer t = [] {
-    TinyTokenizerSpec spec;
-    // Merges that build multi-byte tokens, some across UTF-8 characters and some inside one
-    // (0xC3 0xA9 is "é"), so that stop strings straddle token boundaries in every way.
-    spec.merges = {{" ", "+"}, {"\n", "\n"}, {"a", "b"}, {"ab", "c"}, {"\xC3", "\xA9"},
-                   {"\xC3\xA9", "x"}, {"x", "\xC3"}, {" ", "a"}, {"1", "2"}, {"12", "3"}};
-    return tokenizer_from_json(tiny_tokenizer_json(spec), "tiny");
-  }();
-  return t;
-}
 
 struct Naive {
   size_t stop_index, token_count, text_bytes;
@@ -59,7 +48,7 @@ std::optional<Naive> naive(const Tokenizer& t, const std::vector<int32_t>& ids,
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;
-  const Tokenizer& t = tok();
+  const Tokenizer& t = fuzz_tokenizer();
   const bool skip_special = data[0] & 1;
   const size_t n_stops = 1 + (data[0] >> 1) % 3;
   size_t at = 1;

@@ -1,5 +1,5 @@
-// libFuzzer target for encoding and decoding (tokenizer/tokenizer.h) with qarl's tiny
-// tokenizer plus merges that build multi-byte tokens (inside and across UTF-8 characters).
+// libFuzzer target for encoding and decoding (tokenizer/tokenizer.h) with fuzz_tokenizer.h's
+// tokenizer (qarl's tiny one plus merges inside and across UTF-8 characters).
 // Checked:
 //   - valid UTF-8 text: decode(encode(text)) == NFC(text) (the tiny tokenizer normalizes to
 //     NFC, as Qwen2's does; NFC by utf8proc over the whole text), with and without special
@@ -12,30 +12,17 @@
 #include <string>
 #include <vector>
 
+#include "fuzz_tokenizer.h"
 #include "qarl/core/error.h"
 #include "qarl/tokenizer/normalizer.h"
-#include "qarl/tokenizer/tiny_tokenizer.h"
 #include "qarl/tokenizer/tokenizer.h"
 #include "qarl/tokenizer/utf8.h"
 
 using namespace qarl;
 using namespace qarl::tokenizer;
 
-namespace {
-const Tokenizer& tok() {
-  static const Tokenizer t = [] {
-    TinyTokenizerSpec spec;
-    spec.merges = {{" ", "+"}, {"\n", "\n"}, {"a", "b"}, {"ab", "c"}, {"\xC3", "\xA9"},
-                   {"\xC3\xA9", "x"}, {"x", "\xC3"}, {" ", "a"}, {"1", "2"}, {"12", "3"},
-                   {"<", "|"}, {"\xE2", "\x82"}, {"\xE2\x82", "\xAC"}, {" ", " "}, {"  ", " "}};
-    return tokenizer_from_json(tiny_tokenizer_json(spec), "tiny");
-  }();
-  return t;
-}
-}  // namespace
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const Tokenizer& t = tok();
+  const Tokenizer& t = fuzz_tokenizer();
   const std::string text(reinterpret_cast<const char*>(data), size);
   if (is_valid_utf8(text)) {
     const std::string normalized = nfc_reference(text);
