@@ -390,9 +390,20 @@ TEST(CudaRefitIpc, RefusedAndAbortedRefitsFailBothEndsAndTheConnectionRecovers) 
 struct Peer {
   pid_t pid = -1;
   std::string err_path;
-  int wait() {
+  // The peer's exit code; a peer still running after timeout_s is killed (a hang becomes a
+  // failure with the peer's stderr, not a stuck test binary).
+  int wait(double timeout_s = 120.0) {
     int status = 0;
-    waitpid(pid, &status, 0);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        ADD_FAILURE() << "refit_peer still running after " << timeout_s << " s: killed";
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
   std::string err() const {
@@ -584,11 +595,19 @@ TEST(CudaRefitNccl, CorruptBatchIsDetectedAndAbandonOrAbortFailsBothEnds) {
   }
 }
 
+// Sets an environment variable for one test (inherited by the peers it spawns).
+struct ScopedEnv {
+  std::string name;
+  ScopedEnv(const char* n, const char* v) : name(n) { ::setenv(n, v, 1); }
+  ~ScopedEnv() { ::unsetenv(name.c_str()); }
+};
+
 TEST(CudaRefitNccl, TwoRanksOnTwoGpusBroadcastToAPeerProcess) {
   SKIP_WITHOUT_GPU();
   SKIP_WITHOUT_NCCL();
   int n = cuda_device_count();
   if (n < 2) GTEST_SKIP() << "needs 2 GPUs (found " << n << "): NCCL refuses two ranks on one GPU";
+  ScopedEnv timeout("QARL_NCCL_TIMEOUT_S", "45");  // a hang fails the test instead
   qarl::test::TempDir dir;
   uint64_t seed = qarl::test::fresh_seed();
   SCOPED_TRACE(seed);
@@ -599,15 +618,67 @@ TEST(CudaRefitNccl, TwoRanksOnTwoGpusBroadcastToAPeerProcess) {
                        std::to_string(target), "1"},
                       dir.file("nccl.err"));
   cuda_set_device(0);
+  try {
+    std::vector<Socket> leaves;
+    leaves.push_back(l.accept());
+    auto wire = NcclBroadcastWire::root(std::move(leaves));
+    auto dev = to_cuda(want);
+    DevicePackedSender tx(*wire, metadata_of(want), target);
+    for (const auto& t : dev) tx.push(t.name, t.tensor);
+    TransferStats s = tx.finish();
+    std::printf("NCCL 2 ranks (GPU 0 -> GPU 1), 16 MiB batches: %s\n", describe(s).c_str());
+  } catch (const Error& e) {
+    ADD_FAILURE() << "root: " << e.what();
+  }
+  EXPECT_EQ(p.wait(75.0), 0) << "peer stderr:\n" << p.err();
+}
+
+// A leaf that takes the rendezvous and never joins: the root's communicator set-up must end
+// in an Error naming the step and the timeout (and abort the communicator), not hang.
+TEST(CudaRefitNccl, RootGivesUpOnALeafThatNeverJoins) {
+  SKIP_WITHOUT_GPU();
+  SKIP_WITHOUT_NCCL();
+  ScopedEnv timeout("QARL_NCCL_TIMEOUT_S", "3");
+  Listener l = Listener::tcp();
+  std::atomic<bool> root_done{false};
+  std::thread silent([&] {
+    Socket s = connect_tcp("127.0.0.1", l.port());
+    char buf[sizeof(int32_t) * 2 + 128];  // rank, rank count, ncclUniqueId
+    s.recv_all(buf, sizeof buf);          // the rendezvous; then nothing
+    for (int i = 0; i < 3000 && !root_done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  });
   std::vector<Socket> leaves;
   leaves.push_back(l.accept());
-  auto wire = NcclBroadcastWire::root(std::move(leaves));
-  auto dev = to_cuda(want);
-  DevicePackedSender tx(*wire, metadata_of(want), target);
-  for (const auto& t : dev) tx.push(t.name, t.tensor);
-  TransferStats s = tx.finish();
-  EXPECT_EQ(p.wait(), 0) << p.err();
-  std::printf("NCCL 2 ranks (GPU 0 -> GPU 1), 16 MiB batches: %s\n", describe(s).c_str());
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    auto wire = NcclBroadcastWire::root(std::move(leaves));
+    ADD_FAILURE() << "root() returned with a rank missing";
+  } catch (const Error& e) {
+    std::string what = e.what();
+    EXPECT_NE(what.find("ncclCommInitRankConfig"), std::string::npos) << what;
+    EXPECT_NE(what.find("not done after 3 s"), std::string::npos) << what;
+  }
+  root_done = true;
+  double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(waited, 30.0);
+  silent.join();
+}
+
+TEST(CudaRefitNccl, TimeoutSettingIsCheckedAndNamed) {
+  {
+    ScopedEnv t("QARL_NCCL_TIMEOUT_S", "12.5");
+    EXPECT_EQ(nccl_timeout_s(), 12.5);
+  }
+  for (const char* bad : {"0", "-3", "abc", "5s", "inf", "nan"}) {
+    ScopedEnv t("QARL_NCCL_TIMEOUT_S", bad);
+    try {
+      nccl_timeout_s();
+      ADD_FAILURE() << "accepted QARL_NCCL_TIMEOUT_S=" << bad;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("QARL_NCCL_TIMEOUT_S"), std::string::npos);
+    }
+  }
+  EXPECT_EQ(nccl_timeout_s(), 300.0);
 }
 
 }  // namespace

@@ -5,7 +5,9 @@
 //
 // Rendezvous: the root makes the ncclUniqueId and sends it, with each leaf's rank and the
 // rank count, over the existing TCP sockets (Listener / connect_tcp, socket.h); then every
-// rank calls ncclCommInitRank. The constructors set NCCL_NVLS_ENABLE=0 in the environment
+// rank calls ncclCommInitRankConfig. The communicator is non-blocking and every step is
+// bounded by nccl_timeout_s(): a rank that died or never joins gives an Error on the others,
+// not a hang. The constructors set NCCL_NVLS_ENABLE=0 in the environment
 // before NCCL starts (NVLink multicast stays off; nothing here calls cuMulticastCreate).
 //
 // NCCL is optional at build time (CMake defines QARL_HAVE_NCCL when it finds nccl.h and
@@ -19,6 +21,10 @@
 #include "qarl/refit/socket.h"
 
 namespace qarl::refit {
+
+// How long one NCCL step (communicator set-up, a broadcast, a barrier) may take before the
+// wire aborts the communicator and throws: QARL_NCCL_TIMEOUT_S, default 300 s.
+double nccl_timeout_s();
 
 // "" when NCCL wires can be made here (built with NCCL and a CUDA device present).
 std::string nccl_unavailable_reason();
@@ -47,6 +53,14 @@ class NcclBroadcastWire : public BroadcastWire {
  private:
   NcclBroadcastWire() = default;
   void init(const void* unique_id, int rank, int nranks);
+  // Waits (at most timeout_s_) until the last call on the non-blocking communicator has been
+  // taken; an error or the timeout aborts the communicator and throws.
+  void settle(int nccl_result, const char* what);
+  // Waits (at most timeout_s_) for stream_ to drain, watching the communicator's errors.
+  void wait_stream(const char* what);
+  [[noreturn]] void fail(const std::string& what, const std::string& why);
+  std::string timeout_text() const;
+  double timeout_s_ = 300.0;
   void* comm_ = nullptr;    // ncclComm_t
   void* stream_ = nullptr;  // cudaStream_t
   int* flag_ = nullptr;     // device int for the barrier
