@@ -365,8 +365,11 @@ TEST(CudaAttention, KvWriteRoundTrip) {
   SKIP_WITHOUT_GPU();
   const uint64_t seed = test::fresh_seed();
   SCOPED_TRACE(fmt::format("seed {}", seed));
-  Problem p(Config{4, 2, 64, {5, 67, 1, 30}}, seed);
+  // HK * D = 128: the 16-byte vector copy; HK * D = 6: the element-wise one.
+  for (const Config& cfg : {Config{4, 2, 64, {5, 67, 1, 30}}, Config{2, 1, 6, {9, 1, 20}}})
   for (int bs : {16, 7}) {
+    Problem p(cfg, seed);
+    SCOPED_TRACE(fmt::format("HK*D {} block size {}", p.ks, bs));
     Pool pool(p, bs, seed + bs);
     pool.write_all(p);
     std::vector<uint16_t> kpool = pool.kp.get<uint16_t>(size_t(pool.n_blocks) * bs * p.ks);

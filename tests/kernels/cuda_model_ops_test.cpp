@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <random>
 
 #include "kernels/cuda_model_ops_util.h"
 #include "qarl/core/half.h"
@@ -412,6 +413,44 @@ TEST(CudaModelOps, LogprobsForwardBackwardMatchCpu) {
         }
       }
     }
+}
+// Masked vocabularies (-inf logits) and NaN: the quad-wise online sum must skip -inf wherever
+// it sits in a quad (a quad of only -inf, -inf before the first finite element, the padding
+// past the row's end) and let a NaN reach the sum, as the CPU's two-pass sum does.
+TEST(CudaModelOps, LogprobsForwardHandlesMaskedAndNaNLogits) {
+  SKIP_WITHOUT_GPU();
+  SEEDED();
+  const int64_t vocab = 4099, rows = 6, ld = vocab + 1;
+  auto logits = test::random_normal(size_t(rows * vocab), 3.0f, seed);
+  std::mt19937_64 rng(seed);
+  for (int64_t i = 0; i < vocab; ++i)  // row 0: ~30% masked at random
+    if (rng() % 10 < 3) logits[size_t(i)] = -INFINITY;
+  for (int64_t i = 0; i < 7; ++i) logits[size_t(vocab + i)] = -INFINITY;   // row 1: a masked head
+  for (int64_t i = 0; i < vocab; ++i)                                       // row 2: one survivor
+    if (i != 2050) logits[size_t(2 * vocab + i)] = -INFINITY;
+  for (int64_t i = vocab - 5; i < vocab; ++i) logits[size_t(3 * vocab + i)] = -INFINITY;  // row 3: masked tail
+  logits[size_t(4 * vocab + int64_t(rng() % uint64_t(vocab)))] = NAN;      // row 4: a NaN
+  // row 5: plain
+  for (float T : {1.0f, 0.7f}) {
+    SCOPED_TRACE(T);
+    Tensor ld_ = upload(logits, rows, vocab, ld, DType::F32), lse = poisoned(rows, DType::F32);
+    gpu::launch_logprobs_forward(f32p(ld_), ld, rows, vocab, T, nullptr, f32p(lse), nullptr, nullptr);
+    const auto got = download(lse);
+    for (int64_t r = 0; r < rows; ++r) {
+      SCOPED_TRACE(r);
+      const float want = kernels::log_sum_exp_row(logits.data() + r * vocab, vocab, T);
+      if (r == 4) {
+        EXPECT_TRUE(std::isnan(got[size_t(r)])) << got[size_t(r)];
+      } else {
+        ASSERT_TRUE(std::isfinite(want));
+        EXPECT_NEAR(got[size_t(r)], want, 1e-6 * std::max(1.0f, std::fabs(want)));
+      }
+    }
+    const int64_t ld_al = (vocab + 3) / 4 * 4;
+    Tensor la = upload(logits, rows, vocab, ld_al, DType::F32), lse2 = poisoned(rows, DType::F32);
+    gpu::launch_logprobs_forward(f32p(la), ld_al, rows, vocab, T, nullptr, f32p(lse2), nullptr, nullptr);
+    EXPECT_TRUE(same_bits(download(lse2), got)) << "aligned rows";
+  }
 }
 
 TEST(CudaModelOps, CrossEntropyMatchesCpu) {

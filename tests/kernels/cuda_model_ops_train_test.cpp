@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <map>
 
 #include "kernels/cuda_model_ops_util.h"
@@ -87,6 +88,68 @@ TEST(CudaModelOps, AdamWBitwiseEqualsTrainAdamWWithClipping) {
       EXPECT_TRUE(same_bits(download(d.v), state[name + ".exp_avg_sq"].to_f32_vector()));
       EXPECT_TRUE(same_bits(download_bits(d.working, 1, p.first, p.first), bits_in(master, DType::BF16)));
     }
+  }
+}
+
+// The multi-tensor step (one launch for every parameter, GpuAdamW's) gives the bits of one
+// launch per tensor, across chunk boundaries (sizes around kAdamWChunk), with and without a
+// bf16 working copy and with a clip coefficient.
+TEST(CudaModelOps, AdamWMultiTensorEqualsOneLaunchPerTensor) {
+  SKIP_WITHOUT_GPU();
+  SEEDED();
+  const int64_t sizes[] = {1, 3, gpu::kAdamWChunk - 1, gpu::kAdamWChunk + 1, 3 * gpu::kAdamWChunk + 77, 1531};
+  gpu::AdamWScalars s{0.9, 0.95, 1e-8, 3e-4 * 0.1, 3e-4 / (1 - 0.9 * 0.9), std::sqrt(1 - 0.95 * 0.95), 0.7f};
+  struct Set { Tensor master, m, v, grad, working; };
+  std::vector<Set> one, multi;
+  std::vector<gpu::AdamWTensor> table;
+  int k = 0;
+  for (int64_t n : sizes) {
+    const auto p = test::random_normal(size_t(n), 0.05f, seed + k++);
+    const auto m = test::random_normal(size_t(n), 0.01f, seed + k++);
+    auto v = test::random_normal(size_t(n), 0.01f, seed + k++);
+    for (float& x : v) x = x * x;
+    const auto g = test::random_normal(size_t(n), 0.1f, seed + k++);
+    const bool with_working = n != 3;
+    for (auto* sets : {&one, &multi})
+      sets->push_back({upload(p), upload(m), upload(v), upload(g),
+                       with_working ? poisoned(n, DType::BF16) : Tensor()});
+    Set& d = multi.back();
+    table.push_back({f32p(d.master), f32p(d.m), f32p(d.v), f32p(d.grad),
+                     with_working ? bf16p(d.working) : nullptr, n});
+  }
+  for (size_t i = 0; i < one.size(); ++i) {
+    Set& d = one[i];
+    gpu::launch_adamw_step(f32p(d.master), f32p(d.m), f32p(d.v), f32p(d.grad), sizes[i], s,
+                           d.working.defined() ? bf16p(d.working) : nullptr, nullptr);
+  }
+  const auto chunks = gpu::adamw_chunks(table);
+  int64_t covered = 0;
+  for (const auto& c : chunks) {
+    ASSERT_LE(c.end - c.begin, gpu::kAdamWChunk);
+    covered += c.end - c.begin;
+  }
+  int64_t total = 0;
+  for (int64_t n : sizes) total += n;
+  EXPECT_EQ(covered, total);
+  auto to_dev = [](const void* p, size_t bytes) {
+    Tensor t = Tensor::empty({int64_t(bytes)}, DType::U8);
+    std::memcpy(t.data(), p, bytes);
+    return t.to_device(Device::CUDA);
+  };
+  Tensor td = to_dev(table.data(), table.size() * sizeof(gpu::AdamWTensor));
+  Tensor cd = to_dev(chunks.data(), chunks.size() * sizeof(gpu::AdamWChunk));
+  gpu::launch_adamw_step_multi(static_cast<const gpu::AdamWTensor*>(td.data()),
+                               static_cast<const gpu::AdamWChunk*>(cd.data()), int64_t(chunks.size()), s,
+                               nullptr);
+  for (size_t i = 0; i < one.size(); ++i) {
+    SCOPED_TRACE(sizes[i]);
+    const int64_t n = sizes[i];
+    EXPECT_TRUE(same_bits(download(multi[i].master), download(one[i].master)));
+    EXPECT_TRUE(same_bits(download(multi[i].m), download(one[i].m)));
+    EXPECT_TRUE(same_bits(download(multi[i].v), download(one[i].v)));
+    EXPECT_NE(download(multi[i].master), download(multi[i].grad));  // something was written
+    if (one[i].working.defined())
+      EXPECT_TRUE(same_bits(download_bits(multi[i].working, 1, n, n), download_bits(one[i].working, 1, n, n)));
   }
 }
 

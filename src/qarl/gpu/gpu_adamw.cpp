@@ -1,6 +1,8 @@
 #include "qarl/gpu/gpu_adamw.h"
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include <cuda_runtime.h>
 
@@ -9,6 +11,15 @@
 
 namespace qarl::gpu {
 namespace kg = kernels::gpu;
+namespace {
+// A device copy of `bytes` bytes of host memory (a U8 tensor that owns it).
+Tensor upload_bytes(const void* data, size_t bytes) {
+  Tensor t = Tensor::empty({int64_t(std::max<size_t>(bytes, 1))}, DType::U8, Device::CUDA);
+  cudaError_t e = cudaMemcpy(t.data(), data, bytes, cudaMemcpyHostToDevice);
+  if (e != cudaSuccess) throw runtime_err("AdamW: uploading the tensor table failed: {}", cudaGetErrorString(e));
+  return t;
+}
+}  // namespace
 
 GpuAdamW::GpuAdamW(GpuModel& m, train::AdamWOptions o) : m_(m), o_(o) {
   train::AdamW validate(o);  // the same option checks as the CPU optimizer
@@ -45,15 +56,32 @@ void GpuAdamW::step(const GpuGrads& g, double lr) {
   s.step_size = lr / (1.0 - std::pow(b1, double(step_)));
   s.bc2_sqrt = std::sqrt(1.0 - std::pow(b2, double(step_)));
   s.grad_scale = g.clip_scale;
+  s.decay = lr * o_.weight_decay;  // every parameter, as the CPU trainer registers them
+  // One launch over every parameter. The table of pointers is rebuilt each step (cheap, on
+  // the host) and uploaded only when it changed (new gradients object, re-made masters).
+  std::vector<kg::AdamWTensor> tensors;
+  tensors.reserve(m_.param_names().size());
   for (const auto& name : m_.param_names()) {
     const Tensor p = m_.master(name);
     auto& [mm, vv] = moments_.at(name);
-    s.decay = lr * o_.weight_decay;  // every parameter, as the CPU trainer registers them
-    kg::launch_adamw_step(p.data_as<float>(), mm.data_as<float>(), vv.data_as<float>(),
-                          g.by_name.at(name).data_as<float>(), p.numel(), s,
-                          static_cast<kg::bf16*>(m_.working_of(name)), nullptr);
+    tensors.push_back({p.data_as<float>(), mm.data_as<float>(), vv.data_as<float>(),
+                       g.by_name.at(name).data_as<float>(),
+                       static_cast<kg::bf16*>(m_.working_of(name)), p.numel()});
   }
-  kg::check_last_launch("AdamW step");
+  auto same = [](const kg::AdamWTensor& a, const kg::AdamWTensor& b) {
+    return a.master == b.master && a.m == b.m && a.v == b.v && a.grad == b.grad &&
+           a.working == b.working && a.n == b.n;
+  };
+  if (tensors.size() != table_.size() || !std::equal(tensors.begin(), tensors.end(), table_.begin(), same)) {
+    const auto chunks = kg::adamw_chunks(tensors);
+    tensors_dev_ = upload_bytes(tensors.data(), tensors.size() * sizeof(kg::AdamWTensor));
+    chunks_dev_ = upload_bytes(chunks.data(), chunks.size() * sizeof(kg::AdamWChunk));
+    n_chunks_ = int64_t(chunks.size());
+    table_ = std::move(tensors);
+  }
+  kg::launch_adamw_step_multi(static_cast<const kg::AdamWTensor*>(tensors_dev_.data()),
+                              static_cast<const kg::AdamWChunk*>(chunks_dev_.data()), n_chunks_,
+                              s, nullptr);
 }
 
 void GpuAdamW::export_to(train::AdamW& cpu) const {

@@ -4,9 +4,11 @@
 #pragma once
 #include <map>
 #include <string>
+#include <vector>
 
 #include "qarl/core/tensor.h"
 #include "qarl/gpu/gpu_model.h"
+#include "qarl/kernels/cuda/model_ops.h"
 #include "qarl/gpu/train_state.h"
 #include "qarl/train/adamw.h"
 
@@ -34,6 +36,11 @@ class GpuAdamW {
   train::AdamWOptions o_;
   int64_t step_ = 0;
   std::map<std::string, std::pair<Tensor, Tensor>> moments_;  // exp_avg, exp_avg_sq
+  // The multi-tensor step's tables: the host copy (to see when pointers change) and the
+  // device copies of it and of its chunks.
+  std::vector<kernels::gpu::AdamWTensor> table_;
+  Tensor tensors_dev_, chunks_dev_;
+  int64_t n_chunks_ = 0;
 };
 
 }  // namespace qarl::gpu

@@ -2,9 +2,11 @@
 // block of kThreads per row: z = logits / T (skipped for T == 1, as the CPU). The forward reads
 // the row once (an online log-sum-exp: a Qwen3 row is 600 KB, so a second pass came from
 // memory again; two passes were 2.4 ms of the 8x1024-token H200 training step): each thread
-// keeps the max m_t of its elements and s_t = sum exp(z - m_t) (expf in fp32, summed in
-// double, rescaled in double when m_t grows), then the block takes m = max m_t and
-// s = sum s_t exp(m_t - m) in a fixed tree. lse = m + float(log(s)), the CPU's expression;
+// keeps the max m_t of its elements and s_t = sum exp(z - m_t), taking its elements four at a
+// time: the quad's max first (one rescale test per quad, rescaled in double when m_t grows),
+// its four expf summed in fp32 in index order, then that partial added to s_t in double (one
+// fp32 -> fp64 conversion per quad: those run at a quarter of the fp64 rate and were one per
+// element). Then the block takes m = max m_t and s = sum s_t exp(m_t - m) in a fixed tree. lse = m + float(log(s)), the CPU's expression;
 // it agrees with the CPU's two-pass sum to ~1e-7 relative, not bitwise. The pattern depends
 // only on the vocabulary size, never on the rows in the launch or a row's alignment, so the
 // rollout and the trainer get the same bits for the same logits.
@@ -21,15 +23,21 @@ constexpr int kThreads = 512;
 
 __device__ __forceinline__ float scaled(float x, float t) { return t == 1.0f ? x : x / t; }
 
-// One element into a thread's running (m, s). An element of -inf adds nothing (exp(-inf) = 0;
-// this also keeps a thread whose elements are all -inf at s = 0 instead of exp(-inf + inf)).
-__device__ __forceinline__ void lse_add(float z, float& m, double& s) {
-  if (z == -INFINITY) return;
-  if (z > m) {  // NaN never compares greater: it lands in s below, as in the CPU's sum
-    s *= exp(double(m) - double(z));
-    m = z;
+// A quad of elements (a, b, c, d: index order) into a thread's running (m, s). -inf elements
+// add nothing (expf(-inf - m) = 0 for a finite m); NaN never raises m (fmaxf skips it) and
+// lands in s through its expf, as in the CPU's sum. Padding past the row's end is -inf.
+__device__ __forceinline__ void lse_add4(float a, float b, float c, float d, float& m, double& s) {
+  const float mq = fmaxf(fmaxf(a, b), fmaxf(c, d));
+  if (mq > m) {
+    s *= exp(double(m) - double(mq));  // m = -inf: s is 0 (or NaN, which stays NaN)
+    m = mq;
   }
-  s += double(expf(z - m));
+  if (m == -INFINITY) {  // every element so far -inf or NaN
+    if (a != a || b != b || c != c || d != d) s = __longlong_as_double(0x7ff8000000000000LL);
+    return;
+  }
+  const float e = ((expf(a - m) + expf(b - m)) + expf(c - m)) + expf(d - m);
+  s += double(e);
 }
 
 __global__ void __launch_bounds__(kThreads)
@@ -48,15 +56,18 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t nq = (vocab + 3) / 4, full = vocab / 4;
   const bool aligned = (reinterpret_cast<uintptr_t>(row) & 15) == 0;
   for (int64_t j = threadIdx.x; j < nq; j += kThreads) {
+    float4 v;
     if (aligned && j < full) {
-      const float4 v = reinterpret_cast<const float4*>(row)[j];
-      lse_add(scaled(v.x, temperature), m, s);
-      lse_add(scaled(v.y, temperature), m, s);
-      lse_add(scaled(v.z, temperature), m, s);
-      lse_add(scaled(v.w, temperature), m, s);
+      v = reinterpret_cast<const float4*>(row)[j];
     } else {
-      for (int64_t i = 4 * j; i < min(4 * j + 4, vocab); ++i) lse_add(scaled(row[i], temperature), m, s);
+      const int64_t i = 4 * j;
+      v.x = row[i];
+      v.y = i + 1 < vocab ? row[i + 1] : -INFINITY;
+      v.z = i + 2 < vocab ? row[i + 2] : -INFINITY;
+      v.w = i + 3 < vocab ? row[i + 3] : -INFINITY;
     }
+    lse_add4(scaled(v.x, temperature), scaled(v.y, temperature), scaled(v.z, temperature),
+             scaled(v.w, temperature), m, s);
   }
   const float mx = ops::block_reduce<ops::MaxOp, kThreads>(m, -INFINITY, fshm);
   // A thread's sum rescaled to the row's max (0 for a thread that saw only -inf).
