@@ -4,6 +4,8 @@
 // batch-invariant kernel (gemm_exact.cu). Compiled in every build; without CUDA the products throw.
 #include "qarl/kernels/cuda/gemm.h"
 
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
 
 #include "qarl/core/error.h"
@@ -17,6 +19,43 @@ GemmMode parse_gemm_mode(const char* s) {
   if (s && std::strcmp(s, "fast") == 0) return GemmMode::kFast;
   if (s && std::strcmp(s, "exact") == 0) return GemmMode::kExact;
   throw usage_err("GEMM mode '{}' is not 'fast' or 'exact'", s ? s : "(null)");
+}
+
+const char* gemm_autotune_name(GemmAutotune a) {
+  return a == GemmAutotune::kLegacy ? "legacy" : a == GemmAutotune::kHeuristic ? "0" : "1";
+}
+
+GemmAutotune parse_gemm_autotune(const char* v) {
+  if (!v || std::strcmp(v, "1") == 0) return GemmAutotune::kTimed;
+  if (std::strcmp(v, "0") == 0) return GemmAutotune::kHeuristic;
+  if (std::strcmp(v, "legacy") == 0) return GemmAutotune::kLegacy;
+  throw usage_err("QARL_GEMM_AUTOTUNE='{}' is not 0 (cuBLASLt heuristic), 1 (cuBLASLt, timed: the "
+                  "default) or legacy (cublasGemmEx)", v);
+}
+
+GemmAutotune gemm_autotune_from_env() { return parse_gemm_autotune(std::getenv("QARL_GEMM_AUTOTUNE")); }
+
+namespace {
+std::atomic<int> g_autotune{-1};  // -1: not yet read from the environment
+}  // namespace
+
+GemmAutotune gemm_autotune() {
+  int v = g_autotune.load(std::memory_order_relaxed);
+  if (v < 0) {  // two threads may both parse: same answer
+    v = int(gemm_autotune_from_env());
+    g_autotune.store(v, std::memory_order_relaxed);
+  }
+  return GemmAutotune(v);
+}
+
+void set_gemm_autotune(GemmAutotune a) { g_autotune.store(int(a), std::memory_order_relaxed); }
+
+std::vector<std::string> gemm_algo_choices() {
+#ifdef QARL_HAVE_CUDA
+  return detail::lt_cache_lines();
+#else
+  return {};
+#endif
 }
 
 namespace {

@@ -2,7 +2,9 @@
 // Defined only in CUDA builds: gemm_exact.cu and gemm_cublas.cpp.
 #pragma once
 #include <cstdint>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "qarl/kernels/cuda/gemm.h"
 
@@ -48,5 +50,35 @@ void cublas_backward_data(int64_t M, int64_t N, int64_t K, const bf16* dC, int64
                           bool accumulate, void* stream);
 void cublas_backward_weight(int64_t M, int64_t N, int64_t K, const bf16* dC, int64_t lddc,
                             const bf16* A, int64_t lda, float* dW, int64_t lddw, void* stream);
+
+// One product as cuBLAS is asked for it (column-major, gemm_cublas.cpp says how each row-major
+// product maps onto it): C[m, n] = op(A) op(B) (+ C when accumulate), op = transpose or not,
+// bf16 A and B, fp32 compute and scale, C F32 or BF16.
+enum class CublasProduct : uint8_t { kForward, kBackwardData, kBackwardWeight };
+const char* cublas_product_name(CublasProduct p);  // "forward", "backward data", ...
+struct ColumnGemm {
+  CublasProduct product;
+  bool trans_a, trans_b;
+  int m, n, k;
+  const bf16* a;
+  int lda;
+  const bf16* b;
+  int ldb;
+  Elem c_t;
+  void* c;
+  int ldc;
+  bool accumulate;
+};
+
+// The lock over the cuBLAS handles, the per-(device, stream) workspaces and the cuBLASLt
+// algorithm cache (gemm_cublas.cpp).
+std::mutex& cublas_mutex();
+// cuBLASLt (gemm_cublaslt.cpp), with cublas_mutex() held, k > 0: issues g on `stream` with
+// the cached algorithm for its key, choosing it first (timed or the heuristic's first, per
+// `timed`). Returns false, issuing nothing, when cuBLASLt offers no algorithm for the key
+// (the caller then takes cublasGemmEx). Throws on failure.
+bool lt_matmul(int device, const ColumnGemm& g, bool timed, void* workspace, size_t workspace_bytes,
+               void* stream, const std::string& what);
+std::vector<std::string> lt_cache_lines();  // gemm_algo_choices(); takes the lock
 
 }  // namespace qarl::kernels::gpu::detail
