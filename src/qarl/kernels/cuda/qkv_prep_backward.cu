@@ -123,9 +123,6 @@ __global__ void __launch_bounds__(kFusedWarps * 32, kPer >= 8 ? 2 : 4)  // kPer 
                                      double* __restrict__ q_part, double* __restrict__ k_part) {
   constexpr int hd = 32 * kPer, half = hd / 2;
   __shared__ double wsum[kFusedWarps][2][hd];  // each warp's q and k dw sums
-  // The norm weights in double: the same values without two fp32 -> fp64 conversions per
-  // element (those run at a quarter of the fp64 rate on Hopper).
-  __shared__ double wnd[2][hd];
   const int qk = n_heads + n_kv, heads = qk + n_kv;
   const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
   const int64_t W = int64_t(heads) * hd, kd = int64_t(n_kv) * hd;
@@ -165,10 +162,6 @@ __global__ void __launch_bounds__(kFusedWarps * 32, kPer >= 8 ? 2 : 4)  // kPer 
     return b;
   };
 
-  for (int c = threadIdx.x; c < 2 * hd; c += blockDim.x)
-    wnd[c / hd][c % hd] = double((c < hd ? q_norm : k_norm)[c % hd]);
-  __syncthreads();
-
   double dq[kPer], dk[kPer];  // this warp's dw sums, lane's columns
 #pragma unroll
   for (int k = 0; k < kPer; ++k) dq[k] = dk[k] = 0.0;
@@ -192,11 +185,11 @@ __global__ void __launch_bounds__(kFusedWarps * 32, kPer >= 8 ? 2 : 4)  // kPer 
         rg[k] = x1 * cur.c[k] + x2 * cur.s[k];
         rg[k + kPer / 2] = x2 * cur.c[k] - x1 * cur.s[k];
       }
-      const double* w = wnd[is_q ? 0 : 1];
+      const float* w = is_q ? q_norm : k_norm;
       double dot = 0.0;
 #pragma unroll
       for (int k = 0; k < kPer; ++k) {
-        dot += double(rg[k]) * w[lane + 32 * k] * double(cur.x[k]);
+        dot += double(rg[k]) * double(w[lane + 32 * k]) * double(cur.x[k]);
         const double term = double(rg[k]) * double(cur.x[k]) * double(cur.rs);
         if (is_q) dq[k] += term;
         else dk[k] += term;
@@ -207,7 +200,7 @@ __global__ void __launch_bounds__(kFusedWarps * 32, kPer >= 8 ? 2 : 4)  // kPer 
 #pragma unroll
       for (int k = 0; k < kPer; ++k)
         o[lane + 32 * k] = dev::BF16::store(
-            __double2float_rn(double(rg[k]) * w[lane + 32 * k] * rs - c * double(cur.x[k])));
+            __double2float_rn(double(rg[k]) * double(w[lane + 32 * k]) * rs - c * double(cur.x[k])));
     }
     cur = next;
   }

@@ -73,30 +73,25 @@ __global__ void __launch_bounds__(kBlock)
 
 // One group's dx (T == 32: from registers, as the forward). Each thread rewrites only the
 // elements it read itself: dx may alias dy.
-// wd: null, or w already in double (shared memory): the same values without a conversion per
-// element (fp32 -> fp64 conversions run at a quarter of the fp64 rate on Hopper; this kernel
-// does several per element).
 template <class DG, class DI, int T>
 __device__ __forceinline__ void rmsnorm_backward_group(const typename DG::raw* gr,
                                                        const typename DI::raw* xr,
-                                                       const float* __restrict__ w,
-                                                       const double* wd, double rs, int dim,
-                                                       float* dxr, bool accumulate,
+                                                       const float* __restrict__ w, double rs,
+                                                       int dim, float* dxr, bool accumulate,
                                                        uint16_t* dx16r, double* shm) {
   const int t = threadIdx.x % T;
   if constexpr (T == 32) {
-    auto wv = [&](int i) { return wd ? wd[i] : double(w[i]); };
     // Two passes with 8 loads in flight per lane (few registers: many warps per SM); the
     // second pass re-reads dy and x from L1.
     double dot = 0.0;  // sum_i g_i w_i x_i
 #pragma unroll 8
     for (int i = t; i < dim; i += 32)
-      dot += double(DG::load(gr[i])) * wv(i) * double(DI::load(xr[i]));
+      dot += double(DG::load(gr[i])) * double(w[i]) * double(DI::load(xr[i]));
     dot = ops::warp_reduce<ops::SumOp>(dot);
     const double c = dot * rs * rs * rs / double(dim);
 #pragma unroll 8
     for (int i = t; i < dim; i += 32) {
-      const float v = __double2float_rn(double(DG::load(gr[i])) * wv(i) * rs -
+      const float v = __double2float_rn(double(DG::load(gr[i])) * double(w[i]) * rs -
                                         c * double(DI::load(xr[i])));
       const float out = accumulate ? dxr[i] + v : v;
       dxr[i] = out;
@@ -128,7 +123,7 @@ __global__ void __launch_bounds__(kBlock)
   const int64_t q = int64_t(blockIdx.x) * (kBlock / T) + threadIdx.x / T;
   if (q >= nq) return;
   const int64_t r = q / groups, g = q - r * groups;
-  rmsnorm_backward_group<DG, DI, T>(dy + r * dys + g * dim, x + r * xs + g * dim, w, nullptr, rstd[q], dim,
+  rmsnorm_backward_group<DG, DI, T>(dy + r * dys + g * dim, x + r * xs + g * dim, w, rstd[q], dim,
                                     dx + r * dxs + g * dim, accumulate,
                                     dx16 ? dx16 + r * dxs + g * dim : nullptr, shm);
 }
@@ -147,35 +142,30 @@ __global__ void __launch_bounds__(kBlock)
                                const float* __restrict__ rstd, int64_t rows, int dim, float* dx,
                                int64_t dxs, bool accumulate, uint16_t* dx16,
                                double* __restrict__ part) {
-  __shared__ double wd[1024];          // w in double (dim <= 1024 on this path)
-  __shared__ double rd[kChunkRows];     // the block's rows' rstd in double
   const int warp = threadIdx.x / 32;
   const int64_t r0 = int64_t(blockIdx.x) * kChunkRows;
   const int nr = int(min(int64_t(kChunkRows), rows - r0));
-  for (int c = threadIdx.x; c < dim; c += kBlock) wd[c] = double(w[c]);
-  if (threadIdx.x < kChunkRows) rd[threadIdx.x] = threadIdx.x < nr ? double(rstd[r0 + threadIdx.x]) : 0.0;
-  __syncthreads();
   if (warp < nr) {
     const int64_t r = r0 + warp;
-    rmsnorm_backward_group<DG, DI, 32>(dy + r * dys, x + r * xs, w, wd, rd[warp], dim,
-                                       dx + r * dxs, accumulate, dx16 ? dx16 + r * dxs : nullptr,
-                                       nullptr);
+    rmsnorm_backward_group<DG, DI, 32>(dy + r * dys, x + r * xs, w, rstd[r], dim, dx + r * dxs,
+                                       accumulate, dx16 ? dx16 + r * dxs : nullptr, nullptr);
   }
   // A column's terms are loaded 8 rows at a time, then added in row order.
   for (int c = threadIdx.x; c < dim; c += kBlock) {
     double s = 0.0;
     for (int u0 = 0; u0 < kChunkRows; u0 += 8) {
-      float gv[8], xv[8];
+      float gv[8], xv[8], rv[8];
 #pragma unroll
       for (int u = 0; u < 8; ++u) {
         const bool in = u0 + u < nr;
         const int64_t r = r0 + u0 + u;
         gv[u] = in ? DG::load(dy[r * dys + c]) : 0.0f;
         xv[u] = in ? DI::load(x[r * xs + c]) : 0.0f;
+        rv[u] = in ? rstd[r] : 0.0f;
       }
 #pragma unroll
       for (int u = 0; u < 8; ++u)
-        if (u0 + u < nr) s += double(gv[u]) * double(xv[u]) * rd[u0 + u];
+        if (u0 + u < nr) s += double(gv[u]) * double(xv[u]) * double(rv[u]);
     }
     part[int64_t(c) * gridDim.x + blockIdx.x] = s;  // column-major (column_finish_kernel)
   }
