@@ -4,6 +4,7 @@
 // the trainer's bitwise. Skips, with the reason, where no CUDA device is usable.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -251,6 +252,70 @@ TEST(GpuModel, CudaAdamWStepsEqualCpuBitwise) {
   for (const auto& n : m.param_names()) {
     Tensor a = g.master(n).to_device(Device::CPU);
     EXPECT_EQ(0, std::memcmp(a.data(), cpu.master(n).data(), a.nbytes())) << n;
+  }
+}
+
+// zero() clears only the added-into gradients and lets the next backward's weight products
+// overwrite the rest (beta = 0): a backward after zero() must give a fresh object's gradients
+// (not twice them: nothing stale survives), a second backward without zero() adds (twice
+// them), and zero() with no backward reads as zeros. Tied and untied embeddings (the tied one
+// is written by the lm_head product, then the embedding's scatter-add adds to it).
+TEST(GpuModel, CudaZeroThenBackwardOverwritesAndAccumulates) {
+  SKIP_WITHOUT_GPU();
+  const uint64_t seed = test::fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  for (bool tied : {true, false}) {
+    SCOPED_TRACE(tied ? "tied" : "untied");
+    io::HFConfig cfg = gpu_config(io::ModelFamily::Qwen3);
+    cfg.num_hidden_layers = 2;
+    cfg.tie_word_embeddings = tied;
+    model::Model m = model::Model::random_init(cfg, seed);
+    test::perturb_all(m, seed + 1);
+    gpu::GpuModel g(m, GemmMode::kFast);
+    const auto seqs = random_seqs({31, 17}, m.config().vocab_size, seed + 2);
+    std::vector<std::vector<float>> d(seqs.size());
+    SequentialRng rng(seed, 17);
+    for (size_t s = 0; s < seqs.size(); ++s)
+      for (size_t t = 0; t + 1 < seqs[s].size(); ++t) d[s].push_back(float(rng.normal()));
+    auto run = [&](gpu::GpuGrads& gg) {
+      gpu::TrainState st;
+      gpu::forward_train(g, seqs, 1.0f, st);
+      gpu::backward(g, st, d, gg);
+    };
+    auto read = [&](gpu::GpuGrads& gg) {
+      std::map<std::string, std::vector<float>> out;
+      for (const auto& n : m.param_names()) out[n] = gg.of(n).to_f32_vector();
+      return out;
+    };
+    gpu::GpuGrads fresh(g), reused(g);
+    run(fresh);
+    const auto want = read(fresh);
+    for (int round = 0; round < 2; ++round) {  // the second round zeroes non-zero gradients
+      reused.zero();
+      run(reused);
+    }
+    const auto got = read(reused);
+    run(reused);  // no zero(): adds
+    const auto twice = read(reused);
+    gpu::GpuAdamW opt(g);
+    reused.zero();
+    EXPECT_EQ(opt.grad_norm(reused), 0.0);
+    for (const auto& n : m.param_names()) {
+      SCOPED_TRACE(n);
+      const auto& w = want.at(n);
+      double num = 0, den = 0, num2 = 0;
+      for (size_t i = 0; i < w.size(); ++i) {
+        num += std::pow(double(got.at(n)[i]) - w[i], 2);
+        num2 += std::pow(double(twice.at(n)[i]) - 2.0 * w[i], 2);
+        den += double(w[i]) * w[i];
+      }
+      ASSERT_GT(den, 0.0);
+      EXPECT_LT(std::sqrt(num / den), 1e-5);
+      EXPECT_LT(std::sqrt(num2 / den), 1e-5);
+    }
+    const auto zeros = read(reused);
+    for (const auto& [n, v] : zeros)
+      EXPECT_TRUE(std::all_of(v.begin(), v.end(), [](float x) { return x == 0.0f; })) << n;
   }
 }
 

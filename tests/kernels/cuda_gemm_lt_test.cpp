@@ -150,11 +150,14 @@ TEST(CudaGemmAutotune, EveryModeMatchesReference) {
               ASSERT_TRUE(check_result(got, old, t, acc, dat, M, K, K, N, &worst)) << "backward data";
             }
           SCOPED_TRACE(fmt::format("mode {} M {} N {} K {} offset {}", gpu::gemm_autotune_name(mode), M, N, K, off));
-          const std::vector<float> old = old_values(N, K, K, true, s + 6);
-          const std::vector<float> got = run_out(old, Elem::F32, off, [&](void* c) {
-            gpu::gemm_backward_weight(M, N, K, g, N, a, K, static_cast<float*>(c), K, nullptr);
-          });
-          ASSERT_TRUE(check_result(got, old, Elem::F32, true, wgt, N, K, K, M, &worst)) << "backward weight";
+          for (bool wacc : {true, false}) {  // += (accumulating) and = (a fresh gradient)
+            const std::vector<float> old = old_values(N, K, K, wacc, s + 6);
+            const std::vector<float> got = run_out(old, Elem::F32, off, [&](void* c) {
+              gpu::gemm_backward_weight(M, N, K, g, N, a, K, static_cast<float*>(c), K, wacc, nullptr);
+            });
+            ASSERT_TRUE(check_result(got, old, Elem::F32, wacc, wgt, N, K, K, M, &worst))
+                << "backward weight, accumulate " << wacc;
+          }
         }
       }
     }
@@ -196,7 +199,7 @@ TEST(CudaGemmAutotune, TimedChoiceGivesTheSameBits) {
       }
     const std::vector<float> old_w = old_values(N, K, K, true, s + 6);
     auto wgt = [&](void* c) {
-      gpu::gemm_backward_weight(M, N, K, bf(dG), N, bf(dA), K, static_cast<float*>(c), K, nullptr);
+      gpu::gemm_backward_weight(M, N, K, bf(dG), N, bf(dA), K, static_cast<float*>(c), K, true, nullptr);
     };
     EXPECT_TRUE(same_bits(run_out(old_w, Elem::F32, 0, wgt), run_out(old_w, Elem::F32, 0, wgt)))
         << "backward weight: the first (timing) call and the second differ, M " << M << " N " << N << " K " << K;

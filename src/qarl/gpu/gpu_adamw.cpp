@@ -31,6 +31,7 @@ GpuAdamW::GpuAdamW(GpuModel& m, train::AdamWOptions o) : m_(m), o_(o) {
 }
 
 double GpuAdamW::grad_norm(GpuGrads& g) const {
+  g.materialize_zero();  // zero() without a backward since: the gradients are zeros
   g.apply_clip_scale();
   Tensor acc = Tensor::zeros({1}, DType::F64, Device::CUDA);
   kg::launch_sum_squares(g.flat.data_as<float>(), g.flat.numel(), acc.data_as<double>(), nullptr);
@@ -55,6 +56,7 @@ void GpuAdamW::step(const GpuGrads& g, double lr) {
   s.eps = o_.eps;
   s.step_size = lr / (1.0 - std::pow(b1, double(step_)));
   s.bc2_sqrt = std::sqrt(1.0 - std::pow(b2, double(step_)));
+  g.materialize_zero();
   s.grad_scale = g.clip_scale;
   s.decay = lr * o_.weight_decay;  // every parameter, as the CPU trainer registers them
   // One launch over every parameter. The table of pointers is rebuilt each step (cheap, on

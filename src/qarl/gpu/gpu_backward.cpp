@@ -42,8 +42,12 @@ GpuGrads::GpuGrads(const GpuModel& m) {
     return t;
   };
   const int64_t qd = m.q_dim(), kd = m.kv_dim(), I = c.intermediate_size;
-  embed = alloc(m.master("model.embed_tokens.weight"));
-  by_name["model.embed_tokens.weight"] = embed;
+  // First the gradients that one weight-gradient product writes whole (a fresh backward's
+  // first product overwrites them, beta = 0: zero() needs no pass over them), then the ones
+  // that are only ever added into (norm weights, biases, an untied embedding's scatter-add),
+  // together at the end so that zero() clears them with one memset.
+  const bool tied = c.tie_word_embeddings;
+  if (tied) embed = alloc(m.master("model.embed_tokens.weight"));  // the lm_head product's
   layers.resize(size_t(c.num_hidden_layers));
   for (int i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = fmt::format("model.layers.{}.", i);
@@ -53,10 +57,6 @@ GpuGrads::GpuGrads(const GpuModel& m) {
     G.o = alloc(L.m_o);
     G.gu = alloc(L.m_gu);
     G.down = alloc(L.m_down);
-    G.input_norm = alloc(L.input_norm);
-    G.post_norm = alloc(L.post_norm);
-    by_name[p + "input_layernorm.weight"] = G.input_norm;
-    by_name[p + "post_attention_layernorm.weight"] = G.post_norm;
     by_name[p + "self_attn.q_proj.weight"] = G.qkv.narrow0(0, qd);
     by_name[p + "self_attn.k_proj.weight"] = G.qkv.narrow0(qd, kd);
     by_name[p + "self_attn.v_proj.weight"] = G.qkv.narrow0(qd + kd, kd);
@@ -64,6 +64,22 @@ GpuGrads::GpuGrads(const GpuModel& m) {
     by_name[p + "mlp.gate_proj.weight"] = G.gu.narrow0(0, I);
     by_name[p + "mlp.up_proj.weight"] = G.gu.narrow0(I, I);
     by_name[p + "mlp.down_proj.weight"] = G.down;
+  }
+  if (!tied) {
+    lm_head = alloc(m.master("lm_head.weight"));
+    by_name["lm_head.weight"] = lm_head;
+  }
+  added_from = used;
+  if (!tied) embed = alloc(m.master("model.embed_tokens.weight"));
+  by_name["model.embed_tokens.weight"] = embed;
+  for (int i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string p = fmt::format("model.layers.{}.", i);
+    const GpuLayer& L = m.layer(i);
+    Layer& G = layers[size_t(i)];
+    G.input_norm = alloc(L.input_norm);
+    G.post_norm = alloc(L.post_norm);
+    by_name[p + "input_layernorm.weight"] = G.input_norm;
+    by_name[p + "post_attention_layernorm.weight"] = G.post_norm;
     if (L.qkv_bias.defined()) {
       G.qkv_bias = alloc(L.qkv_bias);
       by_name[p + "self_attn.q_proj.bias"] = G.qkv_bias.narrow0(0, qd);
@@ -83,19 +99,27 @@ GpuGrads::GpuGrads(const GpuModel& m) {
   }
   final_norm = alloc(m.final_norm());
   by_name["model.norm.weight"] = final_norm;
-  if (!c.tie_word_embeddings) {
-    lm_head = alloc(m.master("lm_head.weight"));
-    by_name["lm_head.weight"] = lm_head;
-  }
+  added_to = used;
 }
 
 void GpuGrads::zero() {
-  cudaMemsetAsync(flat.data(), 0, flat.nbytes(), nullptr);
+  // Only the added-into tail; the rest is overwritten by the next backward (pending_zero).
+  cudaMemsetAsync(flat.data_as<float>() + added_from, 0, size_t(added_to - added_from) * sizeof(float),
+                  nullptr);
   kg::check_last_launch("zero gradients");
+  pending_zero = true;
   clip_scale = 1.0f;
 }
 
+void GpuGrads::materialize_zero() const {
+  if (!pending_zero) return;
+  cudaMemsetAsync(flat.data(), 0, size_t(added_from) * sizeof(float), nullptr);
+  kg::check_last_launch("zero gradients");
+  pending_zero = false;
+}
+
 void GpuGrads::apply_clip_scale() {
+  if (pending_zero) clip_scale = 1.0f;  // zeros scale to zeros
   if (clip_scale == 1.0f) return;
   kg::launch_scale(flat.data_as<float>(), flat.numel(), clip_scale, nullptr);
   kg::check_last_launch("gradient clipping");
@@ -118,6 +142,11 @@ void backward(GpuModel& m, TrainState& st, const std::vector<std::vector<float>>
   if (d_logprobs.size() != st.segs.size())
     throw err("GPU backward: {} gradient rows for {} sequences", d_logprobs.size(), st.segs.size());
   G.apply_clip_scale();  // accumulating onto clipped gradients: make the clip real first
+  // After zero(): the weight-gradient products overwrite (beta = 0) instead of adding
+  // (with no rows there is no product to overwrite: clear them now).
+  if (R == 0) G.materialize_zero();
+  const bool add = !G.pending_zero;
+  G.pending_zero = false;
 
   // dLoss/dlogprob per row (0 on each sequence's last row, which has no target).
   std::vector<float> g(size_t(R), 0.0f);
@@ -136,7 +165,7 @@ void backward(GpuModel& m, TrainState& st, const std::vector<std::vector<float>>
                                F(st.lse_out), F(d_g), Elem::BF16, dlogits.data(), V, nullptr);
   st.logits = Tensor();
   Tensor& dlm = c.tie_word_embeddings ? G.embed : G.lm_head;
-  kg::gemm_backward_weight(R, V, H, B(dlogits), V, B(st.hf), H, F(dlm), H, nullptr);
+  kg::gemm_backward_weight(R, V, H, B(dlogits), V, B(st.hf), H, F(dlm), H, add, nullptr);
   Tensor dhf = dev({R, H}, DType::F32);
   kg::gemm_backward_data(R, V, H, B(dlogits), V, B(m.lm_head_bf16()), H, Elem::F32, F(dhf), H, false, nullptr);
   dlogits = Tensor();
@@ -162,12 +191,12 @@ void backward(GpuModel& m, TrainState& st, const std::vector<std::vector<float>>
     GpuGrads::Layer& GL = G.layers[size_t(l)];
     // ---- MLP: x += down(silu(gate) * up)(norm2(x_mid)) ----
     section("bwd.gemm.down");
-    kg::gemm_backward_weight(R, H, I, B(dx16), H, B(A.act), I, F(GL.down), I, nullptr);
+    kg::gemm_backward_weight(R, H, I, B(dx16), H, B(A.act), I, F(GL.down), I, add, nullptr);
     kg::gemm_backward_data(R, H, I, B(dx16), H, B(L.w_down), I, Elem::BF16, dact.data(), I, false, nullptr);
     section("bwd.swiglu");
     kg::launch_swiglu_backward(B(dact), B(A.gu), R, I, Bm(dgu), nullptr);
     section("bwd.gemm.gate_up");
-    kg::gemm_backward_weight(R, 2 * I, H, B(dgu), 2 * I, B(A.h2), H, F(GL.gu), H, nullptr);
+    kg::gemm_backward_weight(R, 2 * I, H, B(dgu), 2 * I, B(A.h2), H, F(GL.gu), H, add, nullptr);
     kg::gemm_backward_data(R, 2 * I, H, B(dgu), 2 * I, B(L.w_gu), H, Elem::F32, F(dh), H, false, nullptr);
     section("bwd.norm");
     kg::launch_rmsnorm_backward(Elem::F32, F(dh), H, Elem::F32, F(A.x_mid), H, F(L.post_norm), F(A.rstd2),
@@ -176,7 +205,7 @@ void backward(GpuModel& m, TrainState& st, const std::vector<std::vector<float>>
     // ---- attention: x += o(attn(q, k, v)) (+ o bias) ----
     section("bwd.gemm.o");
     if (L.o_bias.defined()) kg::launch_bias_backward(Elem::F32, F(dx), R, H, H, F(GL.o_bias), nullptr);
-    kg::gemm_backward_weight(R, H, qd, B(dx16), H, B(A.attn), qd, F(GL.o), qd, nullptr);
+    kg::gemm_backward_weight(R, H, qd, B(dx16), H, B(A.attn), qd, F(GL.o), qd, add, nullptr);
     kg::gemm_backward_data(R, H, qd, B(dx16), H, B(L.w_o), qd, Elem::BF16, dattn.data(), qd, false, nullptr);
     section("bwd.attention");
     kg::attention_backward(st.segs, kv_first, B(A.qkv16), W, B(A.k), B(A.v), kd, B(A.attn), B(dattn), qd,
@@ -198,7 +227,7 @@ void backward(GpuModel& m, TrainState& st, const std::vector<std::vector<float>>
     // Without q/k norms dqkv now holds the projection's gradient in fp32 (the bias's).
     if (L.qkv_bias.defined()) kg::launch_bias_backward(Elem::F32, F(dqkv), R, W, W, F(GL.qkv_bias), nullptr);
     section("bwd.gemm.qkv");
-    kg::gemm_backward_weight(R, W, H, B(dqkv16), W, B(A.h1), H, F(GL.qkv), H, nullptr);
+    kg::gemm_backward_weight(R, W, H, B(dqkv16), W, B(A.h1), H, F(GL.qkv), H, add, nullptr);
     kg::gemm_backward_data(R, W, H, B(dqkv16), W, B(L.w_qkv), H, Elem::F32, F(dh), H, false, nullptr);
     section("bwd.norm");
     kg::launch_rmsnorm_backward(Elem::F32, F(dh), H, Elem::F32, F(A.x_in), H, F(L.input_norm), F(A.rstd1),

@@ -42,7 +42,11 @@ struct TrainState {
 struct GpuGrads {
   explicit GpuGrads(const GpuModel& m);  // zero-filled
   void zero();
-  Tensor& of(const std::string& name) { return by_name.at(name); }
+  // A gradient by HF name (after a zero() with no backward since, the zeros are written first).
+  Tensor& of(const std::string& name) {
+    materialize_zero();
+    return by_name.at(name);
+  }
   // Fused buffers (mirroring GpuLayer's masters) and the per-name views into them.
   struct Layer { Tensor qkv, o, gu, down, input_norm, post_norm, q_norm, k_norm, qkv_bias, o_bias; };
   std::vector<Layer> layers;
@@ -54,6 +58,14 @@ struct GpuGrads {
   // it; apply_clip_scale() multiplies it in (backward() does before accumulating).
   float clip_scale = 1.0f;
   void apply_clip_scale();
+  // zero() clears only flat[added_from, added_to) (the gradients that are only added into)
+  // and marks the rest pending: the next backward's weight-gradient products overwrite it
+  // (beta = 0), which saves a pass over every gradient (0.5 ms of the Qwen3-0.6B step on
+  // the H200). Readers of the gradients other than backward() call materialize_zero() first
+  // (GpuAdamW and of() do; by_name and flat are raw).
+  int64_t added_from = 0, added_to = 0;
+  mutable bool pending_zero = false;
+  void materialize_zero() const;
 };
 
 // The training forward: every token of every sequence (all start at position 0). Returns

@@ -119,7 +119,7 @@ std::vector<Result> run_train(const Options& opt) {
       else if (p.kind == 'd')
         gpu::gemm_backward_data(M, N, K, bf(G), N, bf(Wt), K, p.c_t, C.data(), K, p.accumulate, nullptr);
       else
-        gpu::gemm_backward_weight(M, N, K, bf(G), N, bf(X), K, static_cast<float*>(C.data()), K, nullptr);
+        gpu::gemm_backward_weight(M, N, K, bf(G), N, bf(X), K, static_cast<float*>(C.data()), K, true, nullptr);
     };
     const double flops = 2.0 * double(M) * double(N) * double(K);
     const double out_bytes = double(p.kind == 'w' ? N * K : M * (p.kind == 'f' ? N : K)) * (p.c_t == Elem::F32 ? 4 : 2);

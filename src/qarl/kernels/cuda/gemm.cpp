@@ -10,6 +10,9 @@
 
 #include "qarl/core/error.h"
 #include "qarl/kernels/cuda/gemm_internal.h"
+#ifdef QARL_HAVE_CUDA
+#include <cuda_runtime.h>
+#endif
 
 namespace qarl::kernels::gpu {
 
@@ -126,14 +129,23 @@ void gemm_backward_data(int64_t M, int64_t N, int64_t K, const bf16* dC, int64_t
 }
 
 void gemm_backward_weight(int64_t M, int64_t N, int64_t K, const bf16* dC, int64_t lddc,
-                          const bf16* A, int64_t lda, float* dW, int64_t lddw, void* stream) {
+                          const bf16* A, int64_t lda, float* dW, int64_t lddw, bool accumulate,
+                          void* stream) {
   const char* what = "GEMM backward weight";
   check_operand(what, "dC", M, N, dC, lddc);
   check_operand(what, "A", M, K, A, lda);
   check_operand(what, "dW", N, K, dW, lddw);
-  if (M == 0 || N == 0 || K == 0) return;  // dW += nothing
+  if (N == 0 || K == 0) return;
 #ifdef QARL_HAVE_CUDA
-  detail::cublas_backward_weight(M, N, K, dC, lddc, A, lda, dW, lddw, stream);
+  if (M == 0) {  // an empty sum: dW += 0, or dW = 0
+    if (!accumulate) {
+      cudaError_t e = cudaMemset2DAsync(dW, size_t(lddw) * sizeof(float), 0, size_t(K) * sizeof(float),
+                                        size_t(N), static_cast<cudaStream_t>(stream));
+      if (e != cudaSuccess) throw runtime_err("{}: cudaMemset2DAsync failed: {}", what, cudaGetErrorString(e));
+    }
+    return;
+  }
+  detail::cublas_backward_weight(M, N, K, dC, lddc, A, lda, dW, lddw, accumulate, stream);
 #else
   no_cuda(what);
 #endif

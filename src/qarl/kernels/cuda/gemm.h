@@ -56,8 +56,9 @@ void gemm_backward_data(int64_t M, int64_t N, int64_t K, const bf16* dC, int64_t
                         const bf16* W, int64_t ldw, Elem da_t, void* dA, int64_t ldda,
                         bool accumulate, void* stream);
 
-// dW[N, K] += dC[M, N]^T . A[M, K] (fp32 dW).
+// dW[N, K] += dC[M, N]^T . A[M, K] (fp32 dW); with accumulate = false, dW = that product.
 void gemm_backward_weight(int64_t M, int64_t N, int64_t K, const bf16* dC, int64_t lddc,
-                          const bf16* A, int64_t lda, float* dW, int64_t lddw, void* stream);
+                          const bf16* A, int64_t lda, float* dW, int64_t lddw, bool accumulate,
+                          void* stream);
 
 }  // namespace qarl::kernels::gpu

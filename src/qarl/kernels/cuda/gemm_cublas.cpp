@@ -125,13 +125,14 @@ void cublas_backward_data(int64_t M, int64_t N, int64_t K, const bf16* dC, int64
 }
 
 void cublas_backward_weight(int64_t M, int64_t N, int64_t K, const bf16* dC, int64_t lddc,
-                            const bf16* A, int64_t lda, float* dW, int64_t lddw, void* stream) {
-  const std::string what = fmt::format(
-      "cuBLAS GEMM backward weight dW[{},{}] += dC[{},{}]^T A[{},{}]", N, K, M, N, M, K);
+                            const bf16* A, int64_t lda, float* dW, int64_t lddw, bool accumulate,
+                            void* stream) {
+  const std::string what = fmt::format("cuBLAS GEMM backward weight dW[{},{}] {} dC[{},{}]^T A[{},{}]", N,
+                                       K, accumulate ? "+=" : "=", M, N, M, K);
   for (auto [v, n] : {std::pair{M, "M"}, {N, "N"}, {K, "K"}, {lddc, "lddc"}, {lda, "lda"}, {lddw, "lddw"}})
     check_int(what.c_str(), v, n);
   issue({CublasProduct::kBackwardWeight, false, true, int(K), int(N), int(M), A, ld(lda), dC, ld(lddc),
-         Elem::F32, dW, ld(lddw), true},
+         Elem::F32, dW, ld(lddw), accumulate},
         stream, what);
 }
 

@@ -49,7 +49,8 @@ void cublas_backward_data(int64_t M, int64_t N, int64_t K, const bf16* dC, int64
                           const bf16* W, int64_t ldw, Elem da_t, void* dA, int64_t ldda,
                           bool accumulate, void* stream);
 void cublas_backward_weight(int64_t M, int64_t N, int64_t K, const bf16* dC, int64_t lddc,
-                            const bf16* A, int64_t lda, float* dW, int64_t lddw, void* stream);
+                            const bf16* A, int64_t lda, float* dW, int64_t lddw, bool accumulate,
+                            void* stream);
 
 // One product as cuBLAS is asked for it (column-major, gemm_cublas.cpp says how each row-major
 // product maps onto it): C[m, n] = op(A) op(B) (+ C when accumulate), op = transpose or not,
