@@ -61,7 +61,9 @@ void expect_bad(const json& j, const std::string& key, const std::string& fragme
   } catch (const Error& e) {
     EXPECT_EQ(e.file(), "config.json");
     EXPECT_EQ(e.key(), key) << e.what();
-    if (!fragment.empty()) EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    if (!fragment.empty()) {
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
   }
 }
 

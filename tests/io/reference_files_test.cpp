@@ -44,10 +44,13 @@ TEST(ReferenceFiles, EveryTensorMatchesAndRewriteIsByteExact) {
       Tensor t = f.get(name);
       EXPECT_EQ(test::sha256_hex(std::string_view(static_cast<const char*>(t.data()), t.nbytes())),
                 te["sha256"].get<std::string>());
-      if (te.contains("values")) EXPECT_EQ(t.to_f64_vector(), te["values"].get<std::vector<double>>());
+      if (te.contains("values")) {
+        EXPECT_EQ(t.to_f64_vector(), te["values"].get<std::vector<double>>());
+      }
     }
-    if (fe.contains("metadata"))
+    if (fe.contains("metadata")) {
       EXPECT_EQ(f.metadata(), (fe["metadata"].get<std::map<std::string, std::string>>()));
+    }
     resave_safetensors(f, d.file("again.safetensors"));
     EXPECT_TRUE(read_file(d.file("again.safetensors")) == bytes) << "rewrite differs";
   }

@@ -148,8 +148,9 @@ TEST(CudaModelOps, AdamWMultiTensorEqualsOneLaunchPerTensor) {
     EXPECT_TRUE(same_bits(download(multi[i].m), download(one[i].m)));
     EXPECT_TRUE(same_bits(download(multi[i].v), download(one[i].v)));
     EXPECT_NE(download(multi[i].master), download(multi[i].grad));  // something was written
-    if (one[i].working.defined())
+    if (one[i].working.defined()) {
       EXPECT_TRUE(same_bits(download_bits(multi[i].working, 1, n, n), download_bits(one[i].working, 1, n, n)));
+    }
   }
 }
 

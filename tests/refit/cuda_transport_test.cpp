@@ -40,12 +40,6 @@ using test::compare_streams;
 using test::make_case;
 using test::metadata_of;
 
-#define SKIP_WITHOUT_GPU()                                                          \
-  do {                                                                              \
-    if (!cuda_device_usable())                                                      \
-      GTEST_SKIP() << "no usable CUDA device: " << cuda_unusable_reason();          \
-  } while (0)
-
 #define SKIP_WITHOUT_NCCL()                                                         \
   do {                                                                              \
     std::string why_ = nccl_unavailable_reason();                                   \

@@ -9,6 +9,7 @@
 
 #include "qarl/cli/command.h"
 #include "qarl/cli/exit_codes.h"
+#include "qarl/core/env.h"
 #include "qarl/core/error.h"
 #include "qarl/core/log.h"
 
@@ -50,6 +51,7 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "error | warn | info | debug (or QARL_LOG)")
       ->check(CLI::IsMember({"error", "warn", "info", "debug"}));
   app.require_subcommand(0, 1);
+  app.footer(environment_help());
 
   auto commands = registered_commands();
   std::sort(commands.begin(), commands.end(),
@@ -65,6 +67,12 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);  // prints help / version / the parse error
     return rc == 0 ? kExitOk : kExitUsage;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "qarl: error: %s\n", e.what());
+    return exit_code_for(e);
+  }
+  try {
+    check_environment();  // a bad QARL_* value stops here, before anything runs
   } catch (const Error& e) {
     std::fprintf(stderr, "qarl: error: %s\n", e.what());
     return exit_code_for(e);

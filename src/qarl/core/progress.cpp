@@ -8,11 +8,13 @@
 
 #include <fmt/format.h>
 
+#include "qarl/core/env.h"
+
 namespace qarl {
 
 bool ProgressBar::enabled() {
-  const char* e = std::getenv("QARL_PROGRESS");
-  return !(e && std::string(e) == "0");
+  const auto v = env_choice("QARL_PROGRESS");
+  return !(v && *v == "0");
 }
 
 ProgressBar::ProgressBar(std::string label, int64_t total, double interval_seconds)

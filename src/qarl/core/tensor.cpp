@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "qarl/core/env.h"
 #include "qarl/core/error.h"
 #include "qarl/core/half.h"
 
@@ -73,8 +74,8 @@ class DeviceBlockCache {
  private:
   static size_t limit() {
     static const size_t l = [] {
-      const char* e = std::getenv("QARL_CUDA_CACHE_MB");
-      return e ? size_t(std::strtoull(e, nullptr, 10)) << 20 : SIZE_MAX;
+      const auto mb = env_number("QARL_CUDA_CACHE_MB");  // core/env.h: checks the value
+      return mb ? size_t(*mb) << 20 : SIZE_MAX;
     }();
     return l;
   }

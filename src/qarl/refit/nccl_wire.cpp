@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "qarl/core/env.h"
 #include "qarl/core/error.h"
 #include "qarl/refit/device_copy.h"
 
@@ -19,15 +20,7 @@
 
 namespace qarl::refit {
 
-double nccl_timeout_s() {
-  const char* v = std::getenv("QARL_NCCL_TIMEOUT_S");
-  if (v == nullptr || *v == 0) return 300.0;
-  char* end = nullptr;
-  double t = std::strtod(v, &end);
-  if (end == v || *end != 0 || !(t > 0) || !std::isfinite(t))
-    throw usage_err("QARL_NCCL_TIMEOUT_S='{}' is not a positive number of seconds", v);
-  return t;
-}
+double nccl_timeout_s() { return env_number("QARL_NCCL_TIMEOUT_S").value_or(300.0); }
 
 #ifndef QARL_HAVE_NCCL
 std::string nccl_unavailable_reason() {

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <vector>
 
+#include "qarl/core/env.h"
 #include "qarl/core/error.h"
 
 namespace qarl::kernels {
@@ -27,8 +28,7 @@ constexpr int64_t kNC = 256;  // columns per thread tile (8 panels)
 enum class Isa { Scalar, Avx2, Avx512 };
 
 Isa detect_isa() {
-  const char* env = std::getenv("QARL_GEMM_ISA");
-  std::string want = env ? env : "";
+  const std::string want = env_choice("QARL_GEMM_ISA").value_or("");  // core/env.h
   __builtin_cpu_init();
   bool has512 = __builtin_cpu_supports("avx512f");
   bool has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");

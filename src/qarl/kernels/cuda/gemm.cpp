@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "qarl/core/env.h"
 #include "qarl/core/error.h"
 #include "qarl/kernels/cuda/gemm_internal.h"
 #ifdef QARL_HAVE_CUDA
@@ -36,7 +37,10 @@ GemmAutotune parse_gemm_autotune(const char* v) {
                   "default) or legacy (cublasGemmEx)", v);
 }
 
-GemmAutotune gemm_autotune_from_env() { return parse_gemm_autotune(std::getenv("QARL_GEMM_AUTOTUNE")); }
+GemmAutotune gemm_autotune_from_env() {
+  const auto v = env_choice("QARL_GEMM_AUTOTUNE");  // core/env.h: checks the value
+  return parse_gemm_autotune(v ? v->c_str() : nullptr);
+}
 
 namespace {
 std::atomic<int> g_autotune{-1};  // -1: not yet read from the environment
