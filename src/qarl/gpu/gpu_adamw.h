@@ -8,8 +8,8 @@
 
 #include "qarl/core/tensor.h"
 #include "qarl/gpu/gpu_model.h"
-#include "qarl/kernels/cuda/model_ops.h"
 #include "qarl/gpu/train_state.h"
+#include "qarl/kernels/cuda/model_ops.h"
 #include "qarl/train/adamw.h"
 
 namespace qarl::gpu {

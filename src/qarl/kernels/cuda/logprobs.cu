@@ -6,7 +6,8 @@
 // time: the quad's max first (one rescale test per quad, rescaled in double when m_t grows),
 // its four expf summed in fp32 in index order, then that partial added to s_t in double (one
 // fp32 -> fp64 conversion per quad: those run at a quarter of the fp64 rate and were one per
-// element). Then the block takes m = max m_t and s = sum s_t exp(m_t - m) in a fixed tree. lse = m + float(log(s)), the CPU's expression;
+// element). Then the block takes m = max m_t and s = sum s_t exp(m_t - m) in a fixed tree.
+// lse = m + float(log(s)), the CPU's expression;
 // it agrees with the CPU's two-pass sum to ~1e-7 relative, not bitwise. The pattern depends
 // only on the vocabulary size, never on the rows in the launch or a row's alignment, so the
 // rollout and the trainer get the same bits for the same logits.
