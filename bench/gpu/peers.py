@@ -156,6 +156,46 @@ def measure_transformers(results):
     print(f"transformers train step 8x1024: {s:.3f} s, {8 * 1024 / s / 1e3:.1f} k tokens/s, "
           f"{results['hf_train_tflops']:.0f} TFLOP/s (6 N T)", flush=True)
     del model, opt
+    torch.cuda.empty_cache()
+    measure_transformers_amp(cfg, ids, nparams, results)
+
+
+def measure_transformers_amp(cfg, ids, nparams, results):
+    """The same step in qarl's precision recipe: fp32 master weights, gradients and AdamW
+    state, bf16 products under autocast (qarl: fp32 masters and moments, bf16 working copies
+    and activations). The bf16-parameter step above is the headline peer (less work per
+    step); this one is the like-for-like one."""
+    from transformers import Qwen3ForCausalLM
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = Qwen3ForCausalLM(cfg)  # fp32 parameters
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(2):
+        step()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(5):
+        t = time.time()
+        step()
+        torch.cuda.synchronize()
+        times.append(time.time() - t)
+    s = statistics.median(times)
+    results["hf_train_amp_step_s"] = s
+    results["hf_train_amp_tps"] = 8 * 1024 / s
+    results["hf_train_amp_tflops"] = 6 * nparams * 8 * 1024 / s / 1e12
+    print(f"transformers train step 8x1024, fp32 masters + bf16 autocast: {s:.3f} s, "
+          f"{8 * 1024 / s / 1e3:.1f} k tokens/s", flush=True)
+    del model, opt
+    torch.cuda.empty_cache()
 
 
 def qarl_figures(path):
@@ -228,6 +268,7 @@ def main():
     for key, label, d in (("hf_generate_b1_tps", "HF generate b1 (tokens/s)", 1),
                           ("hf_generate_b64_tps", "HF generate b64 (tokens/s)", 0),
                           ("hf_train_tps", "HF train step 8x1024 (tokens/s)", 0),
+                          ("hf_train_amp_tps", "HF train step, fp32 + autocast", 0),
                           ("hf_train_tflops", "HF train step (TFLOP/s, 6NT)", 0)):
         if key in results:
             print(f"{label:34} | {'-':>9} | {fmt(results[key], d):>11} | {'-':>13} | {'-':>12} | {'-':>11} | {'-':>14}")
@@ -266,6 +307,10 @@ def model_table(q, results, copy, q_copy):
     roof = "-" if not f or not peak else f"{100 * f['tflops'] / peak:.0f}% of matmul"
     print(f"{'train step 8x1024 (tokens/s)':40} | {fmt(fv):>10} | {fmt(ev):>10} | {fmt(hv):>12} | "
           f"{ratio(fv, hv):>7} | {ratio(ev, hv):>8} | {ratio(ev, fv):>10} | {roof:>15}")
+    hv = results.get("hf_train_amp_tps")
+    if hv is not None:
+        print(f"{'  HF fp32 masters + bf16 autocast':40} | {fmt(fv):>10} | {fmt(ev):>10} | {fmt(hv):>12} | "
+              f"{ratio(fv, hv):>7} | {ratio(ev, hv):>8} | {'-':>10} | {'like for like':>15}")
     ft = f and f.get("tflops")
     et = e and e.get("tflops")
     print(f"{'train step (TFLOP/s at 6 N T)':40} | {fmt(ft):>10} | {fmt(et):>10} | {fmt(results.get('hf_train_tflops')):>12} | "
