@@ -96,7 +96,9 @@ TEST(Trainer, ResumeIsBitwiseIdenticalToAnUninterruptedRun) {
                                         "train_tokens_per_s", "step_seconds"};
   for (size_t i = 0; i < 4; ++i)
     for (auto it = a[i].begin(); it != a[i].end(); ++it)
-      if (!timing.count(it.key())) EXPECT_EQ(it.value(), b[i][it.key()]) << "step " << i + 1 << " " << it.key();
+      if (!timing.count(it.key())) {
+        EXPECT_EQ(it.value(), b[i][it.key()]) << "step " << i + 1 << " " << it.key();
+      }
   // The final weights are byte-identical.
   EXPECT_EQ(read_file(full.path() + "/run/checkpoints/step_4/model.safetensors"),
             read_file(split.path() + "/run/checkpoints/step_4/model.safetensors"));

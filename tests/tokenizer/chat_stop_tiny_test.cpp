@@ -165,7 +165,9 @@ TEST_F(TinyTokenizerTest, StopStrings) {
   for (int32_t id : t.encode("1 + 2 \xC3\xA9= 4 = 3 tail")) {
     bool done = st.push(id).has_value();
     streamed += st.new_text();
-    if (streamed.find('=') != std::string::npos) EXPECT_EQ(streamed.find("= 3"), std::string::npos);
+    if (streamed.find('=') != std::string::npos) {
+      EXPECT_EQ(streamed.find("= 3"), std::string::npos);
+    }
     if (done) break;
   }
   EXPECT_EQ(streamed, "1 + 2 \xC3\xA9= 4 ");
