@@ -140,16 +140,7 @@ def measure_transformers(results):
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    for _ in range(2):
-        step()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(5):
-        t = time.time()
-        step()
-        torch.cuda.synchronize()
-        times.append(time.time() - t)
-    s = statistics.median(times)
+    s = median_step_s(step)
     results["hf_train_step_s"] = s
     results["hf_train_tps"] = 8 * 1024 / s
     results["hf_train_tflops"] = 6 * nparams * 8 * 1024 / s / 1e12
@@ -158,6 +149,20 @@ def measure_transformers(results):
     del model, opt
     torch.cuda.empty_cache()
     measure_transformers_amp(cfg, ids, nparams, results)
+
+
+def median_step_s(step, warmup=2, runs=5):
+    """Median wall time of `step` (synchronized), after `warmup` untimed calls."""
+    for _ in range(warmup):
+        step()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(runs):
+        t = time.time()
+        step()
+        torch.cuda.synchronize()
+        times.append(time.time() - t)
+    return statistics.median(times)
 
 
 def measure_transformers_amp(cfg, ids, nparams, results):
@@ -179,16 +184,7 @@ def measure_transformers_amp(cfg, ids, nparams, results):
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    for _ in range(2):
-        step()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(5):
-        t = time.time()
-        step()
-        torch.cuda.synchronize()
-        times.append(time.time() - t)
-    s = statistics.median(times)
+    s = median_step_s(step)
     results["hf_train_amp_step_s"] = s
     results["hf_train_amp_tps"] = 8 * 1024 / s
     results["hf_train_amp_tflops"] = 6 * nparams * 8 * 1024 / s / 1e12
