@@ -57,6 +57,16 @@ std::vector<std::vector<int32_t>> random_seqs(const std::vector<int>& lens, int 
   return s;
 }
 
+// A random dLoss/dlogprob for every target of `seqs` (T - 1 values per sequence).
+std::vector<std::vector<float>> random_dlogprobs(const std::vector<std::vector<int32_t>>& seqs, uint64_t seed,
+                                                 uint64_t stream) {
+  std::vector<std::vector<float>> d(seqs.size());
+  SequentialRng rng(seed, stream);
+  for (size_t s = 0; s < seqs.size(); ++s)
+    for (size_t t = 0; t + 1 < seqs[s].size(); ++t) d[s].push_back(float(rng.normal()));
+  return d;
+}
+
 class GpuModelFamilies : public ::testing::TestWithParam<io::ModelFamily> {};
 
 TEST_P(GpuModelFamilies, CudaTrainForwardMatchesCpu) {
@@ -273,10 +283,7 @@ TEST(GpuModel, CudaZeroThenBackwardOverwritesAndAccumulates) {
     test::perturb_all(m, seed + 1);
     gpu::GpuModel g(m, GemmMode::kFast);
     const auto seqs = random_seqs({31, 17}, m.config().vocab_size, seed + 2);
-    std::vector<std::vector<float>> d(seqs.size());
-    SequentialRng rng(seed, 17);
-    for (size_t s = 0; s < seqs.size(); ++s)
-      for (size_t t = 0; t + 1 < seqs[s].size(); ++t) d[s].push_back(float(rng.normal()));
+    const auto d = random_dlogprobs(seqs, seed, 17);
     auto run = [&](gpu::GpuGrads& gg) {
       gpu::TrainState st;
       gpu::forward_train(g, seqs, 1.0f, st);
@@ -336,10 +343,7 @@ TEST(GpuModel, CudaBackwardIsReproducibleBitwise) {
   test::perturb_all(m, seed + 1);
   gpu::GpuModel g(m, GemmMode::kFast);
   const auto seqs = random_seqs({150, 97, 211}, m.config().vocab_size, seed + 2);
-  std::vector<std::vector<float>> d(seqs.size());
-  SequentialRng rng(seed, 13);
-  for (size_t s = 0; s < seqs.size(); ++s)
-    for (size_t t = 0; t + 1 < seqs[s].size(); ++t) d[s].push_back(float(rng.normal()));
+  const auto d = random_dlogprobs(seqs, seed, 13);
   auto grads = [&] {
     gpu::TrainState st;
     gpu::forward_train(g, seqs, 1.0f, st);
