@@ -106,10 +106,10 @@ __device__ __forceinline__ void store_tile(const Args& p, int t, const float (&a
         if (i >= p.M) continue;
         const float v0 = acc[mt][nt][h * 2], v1 = acc[mt][nt][h * 2 + 1];
         if (pair_stores && j + 1 < p.N) {
-          store_out2<OutT>(p.C, p.ldc, i, j, v0, v1, accumulate);
+          store_out2<OutT>(p.C, p.Cin, p.ldc, i, j, v0, v1, accumulate);
         } else {
-          if (j < p.N) store_out<OutT>(p.C, p.ldc, i, j, v0, accumulate);
-          if (j + 1 < p.N) store_out<OutT>(p.C, p.ldc, i, j + 1, v1, accumulate);
+          if (j < p.N) store_out<OutT>(p.C, p.Cin, p.ldc, i, j, v0, accumulate);
+          if (j + 1 < p.N) store_out<OutT>(p.C, p.Cin, p.ldc, i, j + 1, v1, accumulate);
         }
       }
     }
