@@ -312,10 +312,74 @@ TEST(CudaGemm, ExactConfigsAgreeBitwise) {
           for (size_t e = 0; e < got.size(); ++e)
             ASSERT_EQ(std::memcmp(&got[e], &want[e], 4), 0)
                 << fmt::format("element ({}, {}): {} vs mid {}", e / size_t(ldc), e % size_t(ldc), got[e], want[e]);
+          if (!acc) continue;
+          // The addend from another buffer (the trainer's residual stream): the same bits in
+          // C's rows, the addend untouched, C's gaps as they were (NaN poison).
+          Tensor dIn = upload_out(old, t);
+          Tensor dOut = upload_out(std::vector<float>(old.size(), std::nanf("")), t);
+          ASSERT_EQ(gpu::detail::launch_gemm_exact_as(c, M, N, K, bf(dA), cs.lda, bf(dW), ldw, t, dOut.data(),
+                                                      ldc, acc, nullptr, dIn.data()), "");
+          const std::vector<float> apart = download_out(dOut, t), in_after = download_out(dIn, t),
+                                   in_before = download_out(upload_out(old, t), t);
+          for (int64_t i = 0; i < M; ++i)
+            for (int64_t j = 0; j < N; ++j) {
+              const size_t e = size_t(i * ldc + j);
+              ASSERT_EQ(std::memcmp(&apart[e], &want[e], 4), 0)
+                  << fmt::format("out of place, element ({}, {}): {} vs {}", i, j, apart[e], want[e]);
+            }
+          ASSERT_EQ(std::memcmp(in_after.data(), in_before.data(), 4 * in_after.size()), 0) << "the addend was written";
         }
       }
   }
 #endif
+}
+
+// gemm_forward with the addend in another buffer (c_in): exact mode (tile kernels) and the fast
+// GEMV give the in-place bits; cuBLAS (legacy, cuBLASLt heuristic and timed) is checked against
+// the reference. c_in is never written; C's gaps keep their poison.
+TEST(CudaGemm, ForwardAddsAnotherBuffer) {
+  SKIP_WITHOUT_GPU();
+  const uint64_t seed = test::fresh_seed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  using gpu::GemmAutotune;
+  const GemmAutotune before = gpu::gemm_autotune();
+  uint64_t k = 0;
+  double worst = 0;
+  for (int64_t M : {int64_t(1), int64_t(3), int64_t(64), int64_t(517)})
+    for (int64_t N : {int64_t(77), int64_t(300)}) {
+      const int64_t K = k % 2 == 0 ? 1024 : 72, ldc = N + 3;
+      auto A = random_matrix(M, K, K, 1.0f, seed + 100 * k + 1);
+      auto W = random_matrix(N, K, K, 0.1f, seed + 100 * k + 2);
+      const Ref ref = dot_ref(M, N, K, A, K, 1, W, K, 1);
+      Tensor dA = upload(A), dW = upload(W);
+      for (Elem t : {Elem::F32, Elem::BF16}) {
+        const std::vector<float> old = old_values(M, N, ldc, true, seed + 100 * k + 3);
+        const std::vector<float> poison(old.size(), std::nanf(""));
+        for (int v = 0; v < 4; ++v) {  // exact, then fast through each cuBLAS mode
+          const GemmMode mode = v == 0 ? GemmMode::kExact : GemmMode::kFast;
+          if (v > 0) gpu::set_gemm_autotune(v == 1 ? GemmAutotune::kLegacy : v == 2 ? GemmAutotune::kHeuristic
+                                                                           : GemmAutotune::kTimed);
+          SCOPED_TRACE(fmt::format("variant {} M {} N {} K {} out {}", v, M, N, K, t == Elem::F32 ? "F32" : "BF16"));
+          Tensor dIn = upload_out(old, t), dOut = upload_out(poison, t), dInPlace = upload_out(old, t);
+          gpu::gemm_forward(mode, M, N, K, bf(dA), K, bf(dW), K, t, dOut.data(), ldc, true, nullptr, dIn.data());
+          gpu::gemm_forward(mode, M, N, K, bf(dA), K, bf(dW), K, t, dInPlace.data(), ldc, true, nullptr);
+          const std::vector<float> got = download_out(dOut, t), in_place = download_out(dInPlace, t);
+          ASSERT_TRUE(check_result(got, old, t, true, ref, M, N, ldc, K, &worst));
+          const std::vector<float> in_after = download_out(dIn, t), in_before = download_out(upload_out(old, t), t);
+          EXPECT_EQ(std::memcmp(in_after.data(), in_before.data(), 4 * in_after.size()), 0) << "the addend was written";
+          if (v == 0 || M <= 4) {  // exact; the fast GEMV (M <= 4 and aligned operands: both Ks here)
+            for (int64_t i = 0; i < M; ++i)
+              for (int64_t j = 0; j < N; ++j) {
+                const size_t e = size_t(i * ldc + j);
+                ASSERT_EQ(std::memcmp(&got[e], &in_place[e], 4), 0) << fmt::format("({}, {})", i, j);
+              }
+          }
+        }
+      }
+      ++k;
+    }
+  gpu::set_gemm_autotune(before);
+  std::printf("forward with a separate addend: worst |err| / bound %.3f\n", worst);
 }
 
 // The large-M tile against the CPU reference (ForwardMatchesReference's sizes stay below

@@ -168,11 +168,13 @@ void run_forward(GpuModel& m, const ForwardRows& in, PagedCache& cache, ForwardS
     const GpuLayer& L = m.layer(l);
     LayerActs& A = st ? st->layers[size_t(l)] : fs.acts;
     section("fwd.norm");
-    if (st) A.x_in = dev({R, H}, DType::F32);  // the norm's input, kept for the backward
+    // Training: the residual stream is out of place (each product that adds to it writes a
+    // new buffer, gemm_forward's c_in), so the norms' inputs are kept as they are, not copied.
+    if (st) A.x_in = x;
     need(A.h1, {R, H}, DType::BF16);
     need(A.rstd1, {R}, DType::F32);
     kg::launch_rmsnorm_forward(Elem::F32, F(x), H, F(L.input_norm), R, 1, int(H), eps, Elem::BF16,
-                               A.h1.data(), H, F(A.rstd1), s, st ? A.x_in.data() : nullptr);
+                               A.h1.data(), H, F(A.rstd1), s);
     section("fwd.gemm.qkv");
     kg::gemm_forward(mode, R, W, H, B(A.h1), H, B(L.w_qkv), H, Elem::F32, F(fs.qkv32), W, false, s);
     section("fwd.qk_norm_rope");
@@ -216,14 +218,19 @@ void run_forward(GpuModel& m, const ForwardRows& in, PagedCache& cache, ForwardS
       kg::attn::launch_forward_tiles(static_cast<const kg::attn::Tile*>(in.tiles), in.n_tiles, 4, B(A.qkv16), W,
                                      view, nh / nkv, scale, Bm(A.attn), qd, F(A.lse), s);
     section("fwd.gemm.o");
-    kg::gemm_forward(mode, R, H, qd, B(A.attn), qd, B(L.w_o), qd, Elem::F32, F(x), H, true, s);
+    if (st) {  // x_mid = x_in + attn W_o^T into a new buffer
+      x = dev({R, H}, DType::F32);
+      kg::gemm_forward(mode, R, H, qd, B(A.attn), qd, B(L.w_o), qd, Elem::F32, F(x), H, true, s, F(A.x_in));
+      A.x_mid = x;
+    } else {
+      kg::gemm_forward(mode, R, H, qd, B(A.attn), qd, B(L.w_o), qd, Elem::F32, F(x), H, true, s);
+    }
     if (L.o_bias.defined()) kg::launch_add_bias(Elem::F32, F(x), R, H, H, F(L.o_bias), s);
     section("fwd.norm");
-    if (st) A.x_mid = dev({R, H}, DType::F32);
     need(A.h2, {R, H}, DType::BF16);
     need(A.rstd2, {R}, DType::F32);
     kg::launch_rmsnorm_forward(Elem::F32, F(x), H, F(L.post_norm), R, 1, int(H), eps, Elem::BF16,
-                               A.h2.data(), H, F(A.rstd2), s, st ? A.x_mid.data() : nullptr);
+                               A.h2.data(), H, F(A.rstd2), s);
     need(A.gu, {R, 2 * I}, DType::BF16);
     section("fwd.gemm.gate_up");
     kg::gemm_forward(mode, R, 2 * I, H, B(A.h2), H, B(L.w_gu), H, Elem::BF16, A.gu.data(), 2 * I, false, s);
@@ -231,7 +238,12 @@ void run_forward(GpuModel& m, const ForwardRows& in, PagedCache& cache, ForwardS
     section("fwd.swiglu");
     kg::launch_swiglu_forward(B(A.gu), R, I, Bm(A.act), s);
     section("fwd.gemm.down");
-    kg::gemm_forward(mode, R, H, I, B(A.act), I, B(L.w_down), I, Elem::F32, F(x), H, true, s);
+    if (st) {  // the next layer's input = x_mid + act W_down^T, a new buffer
+      x = dev({R, H}, DType::F32);
+      kg::gemm_forward(mode, R, H, I, B(A.act), I, B(L.w_down), I, Elem::F32, F(x), H, true, s, F(A.x_mid));
+    } else {
+      kg::gemm_forward(mode, R, H, I, B(A.act), I, B(L.w_down), I, Elem::F32, F(x), H, true, s);
+    }
     kg::check_last_launch("GPU model layer");
   }
 

@@ -90,26 +90,28 @@ void check_out_type(const char* what, Elem t) {
 
 void gemm_forward(GemmMode mode, int64_t M, int64_t N, int64_t K, const bf16* A, int64_t lda,
                   const bf16* W, int64_t ldw, Elem c_t, void* C, int64_t ldc, bool accumulate,
-                  void* stream) {
+                  void* stream, const void* c_in) {
   const char* what = mode == GemmMode::kExact ? "GEMM forward (exact)" : "GEMM forward (fast)";
   check_operand(what, "A", M, K, A, lda);
   check_operand(what, "W", N, K, W, ldw);
   check_operand(what, "C", M, N, C, ldc);
   check_out_type(what, c_t);
+  if (!accumulate || c_in == C) c_in = nullptr;  // nothing apart to add
+  if (c_in) check_operand(what, "C_in", M, N, c_in, ldc);
   if (M == 0 || N == 0) return;
 #ifdef QARL_HAVE_CUDA
   if (mode == GemmMode::kExact) {
     const std::string e =
-        detail::launch_gemm_exact(M, N, K, A, lda, W, ldw, c_t, C, ldc, accumulate, stream);
+        detail::launch_gemm_exact(M, N, K, A, lda, W, ldw, c_t, C, ldc, accumulate, stream, c_in);
     if (!e.empty())
       throw runtime_err("{} C[{},{}] = A[{},{}] W[{},{}]^T ({}): {}", what, M, N, M, K, N, K,
                         detail::gemm_exact_config(M, N, K, detail::gemm_exact_aligned(K, A, lda, W, ldw)), e);
   } else if (detail::gemv_fast_applies(M, K, A, lda, W, ldw)) {
     const std::string e =
-        detail::launch_gemv_fast(M, N, K, A, lda, W, ldw, c_t, C, ldc, accumulate, stream);
+        detail::launch_gemv_fast(M, N, K, A, lda, W, ldw, c_t, C, ldc, accumulate, stream, c_in);
     if (!e.empty()) throw runtime_err("{} C[{},{}] = A[{},{}] W[{},{}]^T (GEMV): {}", what, M, N, M, K, N, K, e);
   } else {
-    detail::cublas_forward(M, N, K, A, lda, W, ldw, c_t, C, ldc, accumulate, stream);
+    detail::cublas_forward(M, N, K, A, lda, W, ldw, c_t, C, ldc, accumulate, stream, c_in);
   }
 #else
   no_cuda(what);

@@ -26,10 +26,13 @@ GemmMode parse_gemm_mode(const char* s);   // Error (usage) naming the value oth
 
 // C[M, N] = A[M, K] . W[N, K]^T, plus C's old value when accumulate (C = C + acc, one fp32
 // add per element, then rounded to c_t). c_t: F32 or BF16. lda/ldw/ldc: row strides in
-// elements. M may be 0 (no-op).
+// elements. M may be 0 (no-op). c_in (with accumulate): the old value comes from this buffer
+// (C's type, shape and stride; not written) instead of C, C = c_in + acc with the same
+// per-element arithmetic: the trainer's residual stream keeps each layer's input that way
+// instead of copying it.
 void gemm_forward(GemmMode mode, int64_t M, int64_t N, int64_t K, const bf16* A, int64_t lda,
                   const bf16* W, int64_t ldw, Elem c_t, void* C, int64_t ldc, bool accumulate,
-                  void* stream);
+                  void* stream, const void* c_in = nullptr);
 
 // How the cuBLAS products (kFast beyond the GEMV, and both backward products) are issued,
 // from QARL_GEMM_AUTOTUNE (docs/cuda.md):

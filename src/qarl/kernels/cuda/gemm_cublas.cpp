@@ -82,6 +82,12 @@ void issue(const ColumnGemm& g, void* stream, const std::string& what) {
       lt_matmul(dev, g, mode == GemmAutotune::kTimed, ws, kWorkspaceBytes, stream, what))
     return;
   cublasHandle_t hd = legacy_handle(h, dev, what);
+  if (g.accumulate && g.c_in) {  // cublasGemmEx adds in place: start C as a copy of c_in
+    const size_t el = g.c_t == Elem::F32 ? 4 : 2;
+    ce = cudaMemcpy2DAsync(g.c, size_t(g.ldc) * el, g.c_in, size_t(g.ldc) * el, size_t(g.m) * el, size_t(g.n),
+                           cudaMemcpyDeviceToDevice, static_cast<cudaStream_t>(stream));
+    if (ce != cudaSuccess) throw runtime_err("{}: copying C's input failed: {}", what, cudaGetErrorString(ce));
+  }
   const float alpha = 1.0f, beta = g.accumulate ? 1.0f : 0.0f;
   cublasStatus_t s = cublasSetStream(hd, static_cast<cudaStream_t>(stream));
   if (s == CUBLAS_STATUS_SUCCESS) s = cublasSetWorkspace(hd, ws, kWorkspaceBytes);
@@ -102,13 +108,14 @@ const char* cublas_product_name(CublasProduct p) {
 }
 
 void cublas_forward(int64_t M, int64_t N, int64_t K, const bf16* A, int64_t lda, const bf16* W,
-                    int64_t ldw, Elem c_t, void* C, int64_t ldc, bool accumulate, void* stream) {
+                    int64_t ldw, Elem c_t, void* C, int64_t ldc, bool accumulate, void* stream,
+                    const void* c_in) {
   const std::string what =
       fmt::format("cuBLAS GEMM forward C[{},{}] = A[{},{}] W[{},{}]^T", M, N, M, K, N, K);
   for (auto [v, n] : {std::pair{M, "M"}, {N, "N"}, {K, "K"}, {lda, "lda"}, {ldw, "ldw"}, {ldc, "ldc"}})
     check_int(what.c_str(), v, n);
   issue({CublasProduct::kForward, true, false, int(N), int(M), int(K), W, ld(ldw), A, ld(lda), c_t, C,
-         ld(ldc), accumulate},
+         ld(ldc), accumulate, accumulate && c_in != C ? c_in : nullptr},
         stream, what);
 }
 

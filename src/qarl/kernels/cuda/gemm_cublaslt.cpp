@@ -42,10 +42,11 @@ struct Key {
   int m, n, k, lda, ldb, ldc;
   Elem c_t;
   bool accumulate;
-  int align_a, align_b, align_c;
+  int align_a, align_b, align_c, align_c_in;  // align_c_in: 0 in place
   bool timed;
   auto tie() const {
-    return std::tie(device, product, m, n, k, lda, ldb, ldc, c_t, accumulate, align_a, align_b, align_c, timed);
+    return std::tie(device, product, m, n, k, lda, ldb, ldc, c_t, accumulate, align_a, align_b, align_c,
+                    align_c_in, timed);
   }
   bool operator<(const Key& o) const { return tie() < o.tie(); }
 };
@@ -122,11 +123,12 @@ int heuristic(cublasLtHandle_t lt, const Plan& p, const ColumnGemm& g, size_t wo
   const uint32_t schemes = g.c_t == Elem::F32
                                ? uint32_t(CUBLASLT_REDUCTION_SCHEME_INPLACE | CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE)
                                : uint32_t(CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE);
-  const uint32_t al_a = uint32_t(alignment(g.a)), al_b = uint32_t(alignment(g.b)), al_c = uint32_t(alignment(g.c));
+  const uint32_t al_a = uint32_t(alignment(g.a)), al_b = uint32_t(alignment(g.b)), al_d = uint32_t(alignment(g.c));
+  const uint32_t al_c = g.c_in ? uint32_t(alignment(g.c_in)) : al_d;  // C: the addend's buffer
   const std::pair<cublasLtMatmulPreferenceAttributes_t, const void*> attrs[] = {
       {CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &schemes}, {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a},
       {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b},    {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c},
-      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c}};
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_d}};
   check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws), what,
         "cublasLtMatmulPreferenceSetAttribute(workspace)");
   for (const auto& [attr, v] : attrs)
@@ -140,11 +142,13 @@ int heuristic(cublasLtHandle_t lt, const Plan& p, const ColumnGemm& g, size_t wo
   return n;
 }
 
-// One product with `algo` into c (C's layout), on `stream`.
+// One product with `algo` into c (C's layout), on `stream`; the addend is g.c_in when set
+// (out of place: cuBLASLt reads C and writes D), else c itself.
 cublasStatus_t matmul(cublasLtHandle_t lt, const Plan& p, const cublasLtMatmulAlgo_t& algo, const ColumnGemm& g,
                       void* c, void* ws, size_t ws_bytes, void* stream) {
   const float alpha = 1.0f, beta = g.accumulate ? 1.0f : 0.0f;
-  return cublasLtMatmul(lt, p.op, &alpha, g.a, p.a, g.b, p.b, &beta, c, p.c, c, p.c, &algo, ws, ws_bytes,
+  const void* addend = g.c_in ? g.c_in : c;
+  return cublasLtMatmul(lt, p.op, &alpha, g.a, p.a, g.b, p.b, &beta, addend, p.c, c, p.c, &algo, ws, ws_bytes,
                         static_cast<cudaStream_t>(stream));
 }
 
@@ -240,10 +244,11 @@ std::string algo_text(const cublasLtMatmulAlgo_t& a) {
 }
 
 std::string key_text(const Key& k) {
-  return fmt::format("{} m={} n={} k={} lda={} ldb={} ldc={} C={} beta={} align={}/{}/{} dev={} {}",
+  return fmt::format("{} m={} n={} k={} lda={} ldb={} ldc={} C={} beta={}{} align={}/{}/{} dev={} {}",
                      cublas_product_name(k.product), k.m, k.n, k.k, k.lda, k.ldb, k.ldc,
-                     k.c_t == Elem::F32 ? "F32" : "BF16", k.accumulate ? 1 : 0, k.align_a, k.align_b, k.align_c,
-                     k.device, k.timed ? "timed" : "heuristic");
+                     k.c_t == Elem::F32 ? "F32" : "BF16", k.accumulate ? 1 : 0,
+                     k.align_c_in ? fmt::format(" (addend apart, align {})", k.align_c_in) : "", k.align_a,
+                     k.align_b, k.align_c, k.device, k.timed ? "timed" : "heuristic");
 }
 
 cublasLtHandle_t lt_handle(LtState& st, int device, const std::string& what) {
@@ -261,7 +266,7 @@ bool lt_matmul(int device, const ColumnGemm& g, bool timed, void* ws, size_t ws_
   LtState& st = state();
   cublasLtHandle_t lt = lt_handle(st, device, what);
   const Key key{device, g.product, g.m, g.n, g.k, g.lda, g.ldb, g.ldc, g.c_t, g.accumulate,
-                alignment(g.a), alignment(g.b), alignment(g.c), timed};
+                alignment(g.a), alignment(g.b), alignment(g.c), g.c_in ? alignment(g.c_in) : 0, timed};
   auto it = st.cache.find(key);
   if (it == st.cache.end()) {
     cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;

@@ -178,7 +178,7 @@ __global__ void __launch_bounds__(T::kThreads) gemm_exact_kernel(Args p, bool ac
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int64_t i = i0 + h * 8, j = j0 + e;
-          if (i < p.M && j < p.N) store_out<OutT>(p.C, p.ldc, i, j, acc[mt][nt][h * 2 + e], accumulate);
+          if (i < p.M && j < p.N) store_out<OutT>(p.C, p.Cin, p.ldc, i, j, acc[mt][nt][h * 2 + e], accumulate);
         }
     }
 }
@@ -281,18 +281,18 @@ const char* gemm_exact_config_name(int config) {
 
 std::string launch_gemm_exact_as(int config, int64_t M, int64_t N, int64_t K, const bf16* A,
                                  int64_t lda, const bf16* W, int64_t ldw, Elem c_t, void* C,
-                                 int64_t ldc, bool accumulate, void* stream) {
-  Args p{M, N, K, A, lda, W, ldw, C, ldc, 0, 0};
+                                 int64_t ldc, bool accumulate, void* stream, const void* c_in) {
+  Args p{M, N, K, A, lda, W, ldw, C, ldc, 0, 0, c_in ? c_in : C};
   return launch_as(config, p, gemm_exact_aligned(K, A, lda, W, ldw), c_t, accumulate,
                    static_cast<cudaStream_t>(stream));
 }
 
 std::string launch_gemm_exact(int64_t M, int64_t N, int64_t K, const bf16* A, int64_t lda,
                        const bf16* W, int64_t ldw, Elem c_t, void* C, int64_t ldc,
-                       bool accumulate, void* stream) {
+                       bool accumulate, void* stream, const void* c_in) {
   const bool aligned = gemm_exact_aligned(K, A, lda, W, ldw);
   return launch_gemm_exact_as(pick(M, N, K, aligned), M, N, K, A, lda, W, ldw, c_t, C, ldc,
-                              accumulate, stream);
+                              accumulate, stream, c_in);
 }
 
 }  // namespace qarl::kernels::gpu::detail

@@ -106,10 +106,10 @@ __device__ __forceinline__ void store_tile(const Args& p, int t, const float (&a
         if (i >= p.M) continue;
         const float v0 = acc[mt][nt][h * 2], v1 = acc[mt][nt][h * 2 + 1];
         if (pair_stores && j + 1 < p.N) {
-          store_out2<OutT>(p.C, p.ldc, i, j, v0, v1, accumulate);
+          store_out2<OutT>(p.C, p.Cin, p.ldc, i, j, v0, v1, accumulate);
         } else {
-          if (j < p.N) store_out<OutT>(p.C, p.ldc, i, j, v0, accumulate);
-          if (j + 1 < p.N) store_out<OutT>(p.C, p.ldc, i, j + 1, v1, accumulate);
+          if (j < p.N) store_out<OutT>(p.C, p.Cin, p.ldc, i, j, v0, accumulate);
+          if (j + 1 < p.N) store_out<OutT>(p.C, p.Cin, p.ldc, i, j + 1, v1, accumulate);
         }
       }
     }
@@ -296,7 +296,9 @@ std::string launch_large(Args p, bool accumulate, cudaStream_t stream) {
   // Pair stores need (i, j) and (i, j+1) in one aligned word: j is even, so an even ldc and
   // a C aligned to two elements.
   const size_t pair_bytes = 2 * sizeof(OutT);
-  const bool pairs = p.ldc % 2 == 0 && reinterpret_cast<uintptr_t>(p.C) % pair_bytes == 0;
+  // Paired stores read the addend in pairs too: both C and Cin must allow them.
+  const bool pairs = p.ldc % 2 == 0 && reinterpret_cast<uintptr_t>(p.C) % pair_bytes == 0 &&
+                     reinterpret_cast<uintptr_t>(p.Cin) % pair_bytes == 0;
   kernel<<<unsigned(grid), T::kThreads, T::kSmemBytes, stream>>>(p, accumulate, pairs);
   const cudaError_t e = cudaGetLastError();
   return e == cudaSuccess ? std::string() : std::string("launch failed: ") + cudaGetErrorString(e);

@@ -22,6 +22,9 @@ struct Args {
   void* C;
   int64_t ldc;
   int num_m, num_n;  // tile counts
+  // What accumulate adds to: C itself, or another buffer of C's shape and stride (the
+  // trainer's out-of-place residual: C = Cin + A W^T; the same per-element arithmetic).
+  const void* Cin;
 };
 
 using ptx::cp_async16;
@@ -31,27 +34,30 @@ using ptx::ldmatrix_x2;
 using ptx::ldmatrix_x4;
 using ptx::mma_bf16;  // the one arithmetic instruction of the product
 
-// The output rule, per element: C = acc, or C = old + acc (one fp32 add), rounded to OutT (RNE).
+// The output rule, per element: C = acc, or C = old + acc (one fp32 add; old from Cin, which
+// is C in place), rounded to OutT (RNE).
 template <class OutT>
-__device__ __forceinline__ void store_out(void* C, int64_t ldc, int64_t i, int64_t j, float acc,
-                                          bool accumulate) {
+__device__ __forceinline__ void store_out(void* C, const void* Cin, int64_t ldc, int64_t i,
+                                          int64_t j, float acc, bool accumulate) {
   if constexpr (sizeof(OutT) == 4) {
     float* c = static_cast<float*>(C) + i * ldc + j;
-    *c = accumulate ? __fadd_rn(*c, acc) : acc;
+    const float* o = static_cast<const float*>(Cin) + i * ldc + j;
+    *c = accumulate ? __fadd_rn(*o, acc) : acc;
   } else {
     __nv_bfloat16* c = static_cast<__nv_bfloat16*>(C) + i * ldc + j;
-    *c = __float2bfloat16_rn(accumulate ? __fadd_rn(__bfloat162float(*c), acc) : acc);
+    const __nv_bfloat16* o = static_cast<const __nv_bfloat16*>(Cin) + i * ldc + j;
+    *c = __float2bfloat16_rn(accumulate ? __fadd_rn(__bfloat162float(*o), acc) : acc);
   }
 }
 // Two neighbouring elements (i, j), (i, j+1) in one store; the caller checked alignment.
 // Same per-element arithmetic as store_out.
 template <class OutT>
-__device__ __forceinline__ void store_out2(void* C, int64_t ldc, int64_t i, int64_t j, float a0,
-                                           float a1, bool accumulate) {
+__device__ __forceinline__ void store_out2(void* C, const void* Cin, int64_t ldc, int64_t i,
+                                           int64_t j, float a0, float a1, bool accumulate) {
   if constexpr (sizeof(OutT) == 4) {
     float2* c = reinterpret_cast<float2*>(static_cast<float*>(C) + i * ldc + j);
     if (accumulate) {
-      const float2 o = *c;
+      const float2 o = *reinterpret_cast<const float2*>(static_cast<const float*>(Cin) + i * ldc + j);
       a0 = __fadd_rn(o.x, a0);
       a1 = __fadd_rn(o.y, a1);
     }
@@ -59,7 +65,8 @@ __device__ __forceinline__ void store_out2(void* C, int64_t ldc, int64_t i, int6
   } else {
     __nv_bfloat162* c = reinterpret_cast<__nv_bfloat162*>(static_cast<__nv_bfloat16*>(C) + i * ldc + j);
     if (accumulate) {
-      const __nv_bfloat162 o = *c;
+      const __nv_bfloat162 o = *reinterpret_cast<const __nv_bfloat162*>(
+          static_cast<const __nv_bfloat16*>(Cin) + i * ldc + j);
       a0 = __fadd_rn(__bfloat162float(o.x), a0);
       a1 = __fadd_rn(__bfloat162float(o.y), a1);
     }

@@ -72,7 +72,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(Args p, bool accumula
   if (lane == 0) {
 #pragma unroll
     for (int m = 0; m < MR; ++m)
-      if (m < p.M) store_out<OutT>(p.C, p.ldc, m, n, acc[m], accumulate);
+      if (m < p.M) store_out<OutT>(p.C, p.Cin, p.ldc, m, n, acc[m], accumulate);
   }
 }
 
@@ -111,8 +111,8 @@ bool gemv_fast_applies(int64_t M, int64_t K, const bf16* A, int64_t lda, const b
 
 std::string launch_gemv_fast(int64_t M, int64_t N, int64_t K, const bf16* A, int64_t lda,
                              const bf16* W, int64_t ldw, Elem c_t, void* C, int64_t ldc,
-                             bool accumulate, void* stream) {
-  Args p{M, N, K, A, lda, W, ldw, C, ldc, 0, 0};
+                             bool accumulate, void* stream, const void* c_in) {
+  Args p{M, N, K, A, lda, W, ldw, C, ldc, 0, 0, c_in ? c_in : C};
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   return c_t == Elem::F32 ? launch_typed<float>(p, accumulate, s) : launch_typed<__nv_bfloat16>(p, accumulate, s);
 }

@@ -12,9 +12,10 @@ namespace qarl::kernels::gpu::detail {
 
 // The batch-invariant kernel (gemm_exact.cu); arguments already checked, M, N > 0.
 // Returns "" when launched, else what failed (the caller throws).
+// c_in: null (accumulate into C in place) or a buffer of C's shape and stride to add instead.
 std::string launch_gemm_exact(int64_t M, int64_t N, int64_t K, const bf16* A, int64_t lda,
                        const bf16* W, int64_t ldw, Elem c_t, void* C, int64_t ldc,
-                       bool accumulate, void* stream);
+                       bool accumulate, void* stream, const void* c_in = nullptr);
 // Whether the operands take the 16-byte cp.async path (K, lda, ldw multiples of 8, A and W
 // 16-byte aligned); the guarded 2-byte path otherwise.
 bool gemm_exact_aligned(int64_t K, const bf16* A, int64_t lda, const bf16* W, int64_t ldw);
@@ -28,7 +29,8 @@ int gemm_exact_config_count();
 const char* gemm_exact_config_name(int config);
 std::string launch_gemm_exact_as(int config, int64_t M, int64_t N, int64_t K, const bf16* A,
                                  int64_t lda, const bf16* W, int64_t ldw, Elem c_t, void* C,
-                                 int64_t ldc, bool accumulate, void* stream);
+                                 int64_t ldc, bool accumulate, void* stream,
+                                 const void* c_in = nullptr);
 
 // kFast for decode-sized M (gemm_gemv.cu): a W-streaming GEMV for 1 .. kGemvMaxM rows of
 // aligned operands (gemv_fast_applies); "" when launched, else what failed.
@@ -36,7 +38,7 @@ inline constexpr int64_t kGemvMaxM = 4;
 bool gemv_fast_applies(int64_t M, int64_t K, const bf16* A, int64_t lda, const bf16* W, int64_t ldw);
 std::string launch_gemv_fast(int64_t M, int64_t N, int64_t K, const bf16* A, int64_t lda,
                              const bf16* W, int64_t ldw, Elem c_t, void* C, int64_t ldc,
-                             bool accumulate, void* stream);
+                             bool accumulate, void* stream, const void* c_in = nullptr);
 
 // Benchmark probe (mma_chain_probe.cu): one warp runs `links` dependent mma.sync.m16n8k16 on
 // each of `chains` (1 or 4) interleaved accumulators; ns and SM cycles per link. "" or what failed.
@@ -44,7 +46,8 @@ std::string mma_chain_probe(int links, int chains, double* ns_per_link, double* 
 
 // cuBLAS (gemm_cublas.cpp), arguments already checked, output non-empty.
 void cublas_forward(int64_t M, int64_t N, int64_t K, const bf16* A, int64_t lda, const bf16* W,
-                    int64_t ldw, Elem c_t, void* C, int64_t ldc, bool accumulate, void* stream);
+                    int64_t ldw, Elem c_t, void* C, int64_t ldc, bool accumulate, void* stream,
+                    const void* c_in = nullptr);
 void cublas_backward_data(int64_t M, int64_t N, int64_t K, const bf16* dC, int64_t lddc,
                           const bf16* W, int64_t ldw, Elem da_t, void* dA, int64_t ldda,
                           bool accumulate, void* stream);
@@ -69,6 +72,8 @@ struct ColumnGemm {
   void* c;
   int ldc;
   bool accumulate;
+  // With accumulate: C = c_in + product into c (another buffer of c's layout), or null (in place).
+  const void* c_in = nullptr;
 };
 
 // The lock over the cuBLAS handles, the per-(device, stream) workspaces and the cuBLASLt
