@@ -65,18 +65,6 @@ std::vector<Result> run_cuda(const Options& opt) {
       gpu::launch_rmsnorm_backward(Elem::F32, dy.data(), H, Elem::F32, x.data(), H, F(w), F(rs), R, 1, int(H),
                                    F(dx), H, true, F(dw), nullptr, B(dx16));
     }, "the trainer's: norm_bwd + dx in bf16 (replaces a cast of dx)");
-    // Experiment: the same with the other layouts (set_rmsnorm_backward_variant; same bits).
-    static const char* kVariantNames[] = {"", "norm_bwd_dx16_v1", "norm_bwd_dx16_v2", "norm_bwd_dx16_v3"};
-    static const char* kVariantNotes[] = {"", "a warp per row, <= 40 registers", "two rows per warp",
-                                          "two rows per warp, <= 40 registers"};
-    for (int v = 1; v <= 3; ++v) {
-      add(kVariantNames[v], rows + "1024]", R * H * (4.0 * 4 + 2.0), [&, v] {
-        gpu::set_rmsnorm_backward_variant(v);
-        gpu::launch_rmsnorm_backward(Elem::F32, dy.data(), H, Elem::F32, x.data(), H, F(w), F(rs), R, 1, int(H),
-                                     F(dx), H, true, F(dw), nullptr, B(dx16));
-        gpu::set_rmsnorm_backward_variant(0);
-      }, kVariantNotes[v]);
-    }
   }
   {  // q/k norm + RoPE + bf16 (forward) and its backward with the norm weights' dw
     Tensor qkv = random_uniform_device(R * W, DType::F32, 2.0f, 6);

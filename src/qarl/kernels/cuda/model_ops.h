@@ -41,10 +41,6 @@ void launch_rmsnorm_backward(Elem dy_t, const void* dy, int64_t dy_stride, Elem 
                              const void* x, int64_t x_stride, const float* w, const float* rstd,
                              int64_t rows, int groups, int dim, float* dx, int64_t dx_stride,
                              bool accumulate, float* dw, void* stream, bf16* dx_bf16 = nullptr);
-// Experiment (benchmarks, tests): which layout the fused trainer path (one row per group,
-// dim <= 1024, dw) uses: 0 the default; 1 a warp per row capped at 40 registers; 2 two rows
-// per warp (loads interleaved); 3 both. Every variant gives variant 0's bits.
-void set_rmsnorm_backward_variant(int variant);
 
 // ---- RoPE (HF rotate_half; angles from tables computed on the host by the CPU code) ----
 // cos_t, sin_t: [max_pos, head_dim/2] fp32, row p = cos/sin(p * inv_freq) exactly as

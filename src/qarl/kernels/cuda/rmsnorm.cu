@@ -171,102 +171,6 @@ __global__ void __launch_bounds__(kBlock)
   }
 }
 
-// ---- Experiment (session 6 ncu: the kernel above waits on memory at half occupancy, 56
-// registers): the same arithmetic with more loads in flight per warp (two rows per warp,
-// their loads interleaved) and/or a register cap for more warps per SM. Selected by
-// set_rmsnorm_backward_variant (benchmarks and tests only); every variant gives the bits of
-// variant 0 (the same per-row operation order, the same 8-row dw chunks, each column's rows
-// added in order).
-
-// Two rows of rmsnorm_backward_group<.., 32>'s arithmetic, their loads interleaved.
-template <class DG, class DI>
-__device__ __forceinline__ void rmsnorm_backward_two_rows(
-    const typename DG::raw* g0, const typename DI::raw* x0, double rs0, float* dx0, uint16_t* d0,
-    const typename DG::raw* g1, const typename DI::raw* x1, double rs1, float* dx1, uint16_t* d1,
-    bool has1, const float* __restrict__ w, int dim, bool accumulate) {
-  const int t = threadIdx.x % 32;
-  double dot0 = 0.0, dot1 = 0.0;
-#pragma unroll 4
-  for (int i = t; i < dim; i += 32) {
-    const double wi = double(w[i]);
-    const double a0 = double(DG::load(g0[i])), b0 = double(DI::load(x0[i]));
-    if (has1) {
-      const double a1 = double(DG::load(g1[i])), b1 = double(DI::load(x1[i]));
-      dot1 += a1 * wi * b1;
-    }
-    dot0 += a0 * wi * b0;
-  }
-  dot0 = ops::warp_reduce<ops::SumOp>(dot0);
-  if (has1) dot1 = ops::warp_reduce<ops::SumOp>(dot1);
-  const double c0 = dot0 * rs0 * rs0 * rs0 / double(dim);
-  const double c1 = dot1 * rs1 * rs1 * rs1 / double(dim);
-#pragma unroll 4
-  for (int i = t; i < dim; i += 32) {
-    const double wi = double(w[i]);
-    const float v0 = __double2float_rn(double(DG::load(g0[i])) * wi * rs0 - c0 * double(DI::load(x0[i])));
-    float v1 = 0.0f;
-    if (has1) v1 = __double2float_rn(double(DG::load(g1[i])) * wi * rs1 - c1 * double(DI::load(x1[i])));
-    const float o0 = accumulate ? dx0[i] + v0 : v0;
-    dx0[i] = o0;
-    if (d0) d0[i] = dev::BF16::store(o0);
-    if (has1) {
-      const float o1 = accumulate ? dx1[i] + v1 : v1;
-      dx1[i] = o1;
-      if (d1) d1[i] = dev::BF16::store(o1);
-    }
-  }
-}
-
-template <class DG, class DI, int kRowsPerWarp, int kMinBlocks>
-__global__ void __launch_bounds__(32 * kChunkRows / kRowsPerWarp, kMinBlocks)
-    rmsnorm_backward_dw_variant_kernel(const typename DG::raw* dy, int64_t dys,
-                                       const typename DI::raw* x, int64_t xs,
-                                       const float* __restrict__ w,
-                                       const float* __restrict__ rstd, int64_t rows, int dim,
-                                       float* dx, int64_t dxs, bool accumulate, uint16_t* dx16,
-                                       double* __restrict__ part) {
-  constexpr int kThreads = 32 * kChunkRows / kRowsPerWarp;
-  const int warp = threadIdx.x / 32;
-  const int64_t r0 = int64_t(blockIdx.x) * kChunkRows;
-  const int nr = int(min(int64_t(kChunkRows), rows - r0));
-  if constexpr (kRowsPerWarp == 1) {
-    if (warp < nr) {
-      const int64_t r = r0 + warp;
-      rmsnorm_backward_group<DG, DI, 32>(dy + r * dys, x + r * xs, w, rstd[r], dim, dx + r * dxs,
-                                         accumulate, dx16 ? dx16 + r * dxs : nullptr, nullptr);
-    }
-  } else {
-    const int a = 2 * warp;
-    if (a < nr) {
-      const int64_t ra = r0 + a, rb = ra + 1;
-      const bool has1 = a + 1 < nr;
-      rmsnorm_backward_two_rows<DG, DI>(
-          dy + ra * dys, x + ra * xs, rstd[ra], dx + ra * dxs, dx16 ? dx16 + ra * dxs : nullptr,
-          dy + (has1 ? rb : ra) * dys, x + (has1 ? rb : ra) * xs, has1 ? rstd[rb] : 0.0f,
-          dx + (has1 ? rb : ra) * dxs, dx16 ? dx16 + (has1 ? rb : ra) * dxs : nullptr, has1, w, dim,
-          accumulate);
-    }
-  }
-  for (int c = threadIdx.x; c < dim; c += kThreads) {  // rmsnorm_backward_dw_kernel's column sums
-    double s = 0.0;
-    float gv[kChunkRows], xv[kChunkRows], rv[kChunkRows];
-#pragma unroll
-    for (int u = 0; u < kChunkRows; ++u) {
-      const bool in = u < nr;
-      const int64_t r = r0 + u;
-      gv[u] = in ? DG::load(dy[r * dys + c]) : 0.0f;
-      xv[u] = in ? DI::load(x[r * xs + c]) : 0.0f;
-      rv[u] = in ? rstd[r] : 0.0f;
-    }
-#pragma unroll
-    for (int u = 0; u < kChunkRows; ++u)
-      if (u < nr) s += double(gv[u]) * double(xv[u]) * double(rv[u]);
-    part[int64_t(c) * gridDim.x + blockIdx.x] = s;
-  }
-}
-
-int g_backward_variant = 0;
-
 // d/dw_c of group item j: dy * x * rstd, the CPU's product order.
 template <class DG, class DI>
 struct DwTerm {
@@ -337,19 +241,9 @@ void launch_rmsnorm_backward(Elem dy_t, const void* dy, int64_t dy_stride, Elem 
       if (dw && groups == 1 && wpg &&
           static_cast<const void*>(dx) != static_cast<const void*>(dy)) {
         ops::Scratch part(size_t(chunks) * size_t(dim) * sizeof(double), st);
-        auto variant = [&](auto kernel, int threads) {
-          kernel<<<unsigned(chunks), threads, 0, st>>>(gp, dy_stride, xp, x_stride, w, rstd, nq, dim, dx,
-                                                       dx_stride, accumulate, dx_bf16, part.as<double>());
-        };
-        switch (g_backward_variant) {
-          case 1: variant(rmsnorm_backward_dw_variant_kernel<DG, DI, 1, 6>, kBlock); break;
-          case 2: variant(rmsnorm_backward_dw_variant_kernel<DG, DI, 2, 1>, kBlock / 2); break;
-          case 3: variant(rmsnorm_backward_dw_variant_kernel<DG, DI, 2, 12>, kBlock / 2); break;
-          default:
-            rmsnorm_backward_dw_kernel<DG, DI><<<unsigned(chunks), kBlock, 0, st>>>(
-                gp, dy_stride, xp, x_stride, w, rstd, nq, dim, dx, dx_stride, accumulate, dx_bf16,
-                part.as<double>());
-        }
+        rmsnorm_backward_dw_kernel<DG, DI><<<unsigned(chunks), kBlock, 0, st>>>(
+            gp, dy_stride, xp, x_stride, w, rstd, nq, dim, dx, dx_stride, accumulate, dx_bf16,
+            part.as<double>());
         constexpr int kF = 256;  // column_sum_add's finish: a warp per column
         ops::column_finish_kernel<><<<unsigned((int64_t(dim) * 32 + kF - 1) / kF), kF, 0, st>>>(
             part.as<double>(), chunks, dim, dw);
@@ -369,7 +263,5 @@ void launch_rmsnorm_backward(Elem dy_t, const void* dy, int64_t dy_stride, Elem 
   });
   check_last_launch("rmsnorm backward");
 }
-
-void set_rmsnorm_backward_variant(int v) { g_backward_variant = v >= 0 && v <= 3 ? v : 0; }
 
 }  // namespace qarl::kernels::gpu
