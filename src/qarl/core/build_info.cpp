@@ -14,7 +14,7 @@ bool built_with_cuda() {
 
 std::string build_info() {
   return fmt::format("compiler: {}\ncuda: {}\ncpu avx2: {}  avx512f: {}", __VERSION__,
-                     built_with_cuda() ? "yes (sm_90)" : "no (CPU-only build)",
+                     built_with_cuda() ? "yes (sm_90a)" : "no (CPU-only build)",
                      __builtin_cpu_supports("avx2") ? "yes" : "no",
                      __builtin_cpu_supports("avx512f") ? "yes" : "no");
 }

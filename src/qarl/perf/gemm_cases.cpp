@@ -8,8 +8,12 @@
 // with their output types and accumulate flags), each through the three cuBLAS paths of
 // GemmAutotune in the same process (legacy cublasGemmEx, cuBLASLt heuristic, cuBLASLt timed),
 // plus per-mode totals: the 15 once, and a whole step's (28 layers x 12 + the 3 head products).
+// Case "gemm_exact_tiles" (CUDA): the exact GEMM's large-M tiles forced in turn (mma.sync
+// "large 128x128x64 x2" against "wgmma 128x256x64 tma", plus what pick() chooses) on the five
+// forward shapes at M = 256 ... 8192, F32 and BF16 out: where the wgmma tile pays.
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
 
 #include <fmt/format.h>
 
@@ -19,6 +23,7 @@
 #include "qarl/core/tensor.h"
 #include "qarl/kernels/cuda/device.h"
 #include "qarl/kernels/cuda/gemm.h"
+#include "qarl/kernels/cuda/gemm_internal.h"
 #include "qarl/perf/registry.h"
 
 namespace qarl::perf {
@@ -154,9 +159,63 @@ std::vector<Result> run_train(const Options& opt) {
   return out;
 }
 
+std::vector<Result> run_exact_tiles(const Options& opt) {
+#ifndef QARL_HAVE_CUDA  // the tile launchers (gemm_internal.h) exist in CUDA builds only
+  (void)opt;
+  throw std::runtime_error("gemm_exact_tiles: built without CUDA");
+#else
+  const int reps = opt.reps ? opt.reps : opt.quick ? 3 : 10;
+  std::vector<int64_t> ms = {256, 1024, 2048, 8192};
+  if (opt.rows) ms = {opt.rows};
+  if (opt.quick) ms = {256, 512};
+  const int64_t max_m = *std::max_element(ms.begin(), ms.end());
+  int large = -1, wg = -1;
+  for (int c = 0; c < gpu::detail::gemm_exact_config_count(); ++c) {
+    const std::string name = gpu::detail::gemm_exact_config_name(c);
+    if (name.rfind("large 128x128x64 x2", 0) == 0 && name.find("persistent") == std::string::npos) large = c;
+    if (name.rfind("wgmma", 0) == 0) wg = c;
+  }
+  std::vector<Result> out;
+  if (large < 0 || wg < 0) throw std::runtime_error("gemm_exact_tiles: the large or wgmma configuration is missing");
+  Tensor A = random_device_bf16(max_m, 3072, 1);
+  for (const Proj& p : kProjs) {
+    const int64_t N = opt.quick ? std::min<int64_t>(p.N, 8192) : p.N;
+    Tensor W = random_device_bf16(N, p.K, 2);
+    Tensor C = Tensor::zeros({max_m, N}, DType::F32, Device::CUDA);
+    for (int64_t M : ms)
+      for (gpu::Elem t : {gpu::Elem::BF16, gpu::Elem::F32}) {
+        const double flops = 2.0 * double(M) * double(N) * double(p.K);
+        const double bytes = 2.0 * double(M * p.K + N * p.K) + double(M * N) * (t == gpu::Elem::F32 ? 4 : 2);
+        const std::string picked = gpu::detail::gemm_exact_config(M, N, p.K, true);
+        for (int c : {large, wg}) {
+          std::string err;
+          auto call = [&] {
+            err = gpu::detail::launch_gemm_exact_as(c, M, N, p.K, static_cast<const uint16_t*>(A.data()), p.K,
+                                                    static_cast<const uint16_t*>(W.data()), p.K, t, C.data(), N,
+                                                    false, nullptr);
+          };
+          const int r = M * N * p.K > (int64_t(1) << 36) ? std::max(3, reps / 2) : reps;
+          const double s = gpu::time_median_s(call, 2, r);
+          if (!err.empty()) throw std::runtime_error("gemm_exact_tiles: " + err);
+          const std::string cname = gpu::detail::gemm_exact_config_name(c);
+          out.push_back({fmt::format("gemm_exact_{}_{}_{}", p.name, c == wg ? "wgmma" : "mma", M),
+                         t == gpu::Elem::F32 ? "F32" : "BF16", fmt::format("[{}x{}x{}]", M, N, p.K), s, bytes, flops,
+                         fmt::format("{:.1f} TFLOP/s ({:.1f}% of 790){}", flops / s / 1e12,
+                                     100.0 * flops / s / kPeakBf16Flops, cname == picked ? "; picked" : "")});
+        }
+      }
+  }
+  return out;
+#endif
+}
+
 }  // namespace
 
 void add_gemm_benchmarks(Registry& r) {
+  r.add({"gemm_exact_tiles", Backend::CUDA,
+         "the exact GEMM's large tiles forced in turn (mma.sync 128x128 vs wgmma 128x256), "
+         "Qwen3-0.6B forward shapes, M 256 .. 8192",
+         run_exact_tiles});
   r.add({"gemm", Backend::CUDA,
          "C = A W^T fast (cuBLAS) vs exact (batch-invariant), Qwen3-0.6B shapes, M 1/64/8192",
          run_cuda});

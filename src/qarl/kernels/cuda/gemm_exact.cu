@@ -28,6 +28,7 @@
 
 #include "qarl/kernels/cuda/gemm_exact_large.cuh"
 #include "qarl/kernels/cuda/gemm_exact_ptx.cuh"
+#include "qarl/kernels/cuda/gemm_exact_wgmma.cuh"
 #include "qarl/kernels/cuda/gemm_internal.h"
 #include "qarl/kernels/cuda/launch_config.cuh"
 
@@ -228,10 +229,10 @@ std::string launch_large_tile(Args p, bool aligned, Elem c_t, bool accumulate, c
 }
 
 // Every configuration, by index (pick() chooses one; tests force each in turn).
-enum Pick : int { kSkinny16, kSkinny32, kSkinny64, kMid, kBig, kLargeB, kLargeAP, kLargeCP, kNumPicks };
+enum Pick : int { kSkinny16, kSkinny32, kSkinny64, kMid, kBig, kLargeB, kLargeAP, kLargeCP, kWgmma, kNumPicks };
 const char* const kConfigNames[kNumPicks] = {
     "skinny 16x16x128", "skinny 32x16x128", "skinny 64x16x128", "mid 64x64x32", "big 128x128x32",
-    "large 128x128x64 x2", "large 128x256x64 persistent", "large 128x128x64 x2 w64x32 persistent"};
+    "large 128x128x64 x2", "large 128x256x64 persistent", "large 128x128x64 x2 w64x32 persistent", "wgmma 128x256x64 tma"};
 
 // The tile for an M x N output: skinny tiles stream W for decode; once 128x128 tiles fill
 // every SM, the large 128x128 tile (aligned operands: its copies are 16-byte cp.async) or
@@ -247,6 +248,7 @@ Pick pick(int64_t M, int64_t N, int64_t K, bool aligned) {
   if (M <= 64) return ((M + 63) / 64) * ((N + 63) / 64) >= 64 ? kMid : kSkinny64;
   const int64_t tiles = ((M + 127) / 128) * ((N + 127) / 128);
   if (tiles < sm_count()) return kMid;
+  if (aligned && wgmma_usable()) return kWgmma;
   return aligned ? kLargeB : kBig;
 }
 
@@ -260,6 +262,9 @@ std::string launch_as(int config, Args p, bool aligned, Elem c_t, bool accumulat
     case kLargeB: return launch_large_tile<LargeB, false>(p, aligned, c_t, accumulate, s);
     case kLargeAP: return launch_large_tile<LargeA, true>(p, aligned, c_t, accumulate, s);
     case kLargeCP: return launch_large_tile<LargeC, true>(p, aligned, c_t, accumulate, s);
+    case kWgmma:
+      if (!aligned) return "the wgmma tile needs K, lda, ldw multiples of 8 and 16-byte aligned A, W";
+      return c_t == Elem::F32 ? launch_wgmma<float>(p, accumulate, s) : launch_wgmma<__nv_bfloat16>(p, accumulate, s);
     default: return "no tile configuration " + std::to_string(config);
   }
 }
