@@ -187,7 +187,10 @@ std::vector<Result> run_exact_tiles(const Options& opt) {
         const double flops = 2.0 * double(M) * double(N) * double(p.K);
         const double bytes = 2.0 * double(M * p.K + N * p.K) + double(M * N) * (t == gpu::Elem::F32 ? 4 : 2);
         const std::string picked = gpu::detail::gemm_exact_config(M, N, p.K, true);
-        for (int c : {large, wg}) {
+        std::vector<int> configs = {large, wg};
+        for (int c = 0; c < gpu::detail::gemm_exact_config_count(); ++c)  // and pick()'s, if another
+          if (picked == gpu::detail::gemm_exact_config_name(c) && c != large && c != wg) configs.push_back(c);
+        for (int c : configs) {
           std::string err;
           auto call = [&] {
             err = gpu::detail::launch_gemm_exact_as(c, M, N, p.K, static_cast<const uint16_t*>(A.data()), p.K,
@@ -198,10 +201,11 @@ std::vector<Result> run_exact_tiles(const Options& opt) {
           const double s = gpu::time_median_s(call, 2, r);
           if (!err.empty()) throw std::runtime_error("gemm_exact_tiles: " + err);
           const std::string cname = gpu::detail::gemm_exact_config_name(c);
-          out.push_back({fmt::format("gemm_exact_{}_{}_{}", p.name, c == wg ? "wgmma" : "mma", M),
+          const char* kind = c == wg ? "wgmma" : c == large ? "mma" : "picked";
+          out.push_back({fmt::format("gemm_exact_{}_{}_{}", p.name, kind, M),
                          t == gpu::Elem::F32 ? "F32" : "BF16", fmt::format("[{}x{}x{}]", M, N, p.K), s, bytes, flops,
                          fmt::format("{:.1f} TFLOP/s ({:.1f}% of 790){}", flops / s / 1e12,
-                                     100.0 * flops / s / kPeakBf16Flops, cname == picked ? "; picked" : "")});
+                                     100.0 * flops / s / kPeakBf16Flops, cname == picked ? "; picked: " + cname : "")});
         }
       }
   }

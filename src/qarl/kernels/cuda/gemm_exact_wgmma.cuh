@@ -128,6 +128,9 @@ __global__ void __launch_bounds__(WgmmaTile::kThreads, 1)
   float acc[128];
 #pragma unroll
   for (int i = 0; i < 128; ++i) acc[i] = 0.0f;
+  // One wgmma group per k-tile, kept one deep in flight: after issuing tile kt's group,
+  // wait for tile kt-1's and release its stage (the accumulator chain itself is ordered by
+  // the hardware, as within a group).
   for (int kt = 0; kt < ktiles; ++kt) {
     const int s = kt % T::kStages;
     mbar_wait(full0 + 8 * s, uint32_t(kt / T::kStages) & 1);
@@ -147,27 +150,79 @@ __global__ void __launch_bounds__(WgmmaTile::kThreads, 1)
       if (steps > 2) wgmma::wgmma_m64n256k16(acc, wgmma::desc_sw128(sa + 64), wgmma::desc_sw128(sb + 64));
     }
     wgmma::commit();
-    wgmma::wait<0>();
+    wgmma::wait<1>();
     wgmma::fence_operand(acc);
-    if (t == 0) mbar_arrive(empty0 + 8 * s);
+    if (kt > 0 && t == 0) mbar_arrive(empty0 + 8 * ((kt - 1) % T::kStages));
   }
+  wgmma::wait<0>();
+  wgmma::fence_operand(acc);
 
   // Epilogue: the accumulator layout (wgmma_ptx.cuh) is mma.sync's C fragment per n8 block.
+  // Paired stores go by chunks of 8 n8 blocks whose addends (accumulate) are all loaded
+  // before any store: C may alias Cin, so a load after a store could not be moved ahead of
+  // it, and 64 serialized load latencies per thread would cost more than the product (the
+  // o and down projections, which accumulate into the residual).
   const int w = t / 32, l = t % 32;
   const int64_t row0 = m0 + 64 * c + 16 * w + l / 4;
+  const int64_t col0 = n0 + 2 * (l % 4);
+  if (pair_stores) {
+    constexpr int kChunk = 8;
 #pragma unroll
-  for (int q = 0; q < 32; ++q) {
-    const int64_t j = n0 + 8 * q + 2 * (l % 4);
+    for (int q0 = 0; q0 < 32; q0 += kChunk) {
+      float old[kChunk][2][2];
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int64_t i = row0 + 8 * h;
-      if (i >= p.M) continue;
-      const float v0 = acc[4 * q + 2 * h], v1 = acc[4 * q + 2 * h + 1];
-      if (pair_stores && j + 1 < p.N) {
-        store_out2<OutT>(p.C, p.Cin, p.ldc, i, j, v0, v1, accumulate);
-      } else {
-        if (j < p.N) store_out<OutT>(p.C, p.Cin, p.ldc, i, j, v0, accumulate);
-        if (j + 1 < p.N) store_out<OutT>(p.C, p.Cin, p.ldc, i, j + 1, v1, accumulate);
+      for (int q = 0; q < kChunk; ++q)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int64_t i = row0 + 8 * h, j = col0 + 8 * (q0 + q);
+          old[q][h][0] = old[q][h][1] = 0.0f;
+          if (!accumulate || i >= p.M || j + 1 >= p.N) continue;
+          if constexpr (sizeof(OutT) == 4) {
+            const float2 o = *reinterpret_cast<const float2*>(static_cast<const float*>(p.Cin) + i * p.ldc + j);
+            old[q][h][0] = o.x;
+            old[q][h][1] = o.y;
+          } else {
+            const __nv_bfloat162 o = *reinterpret_cast<const __nv_bfloat162*>(
+                static_cast<const __nv_bfloat16*>(p.Cin) + i * p.ldc + j);
+            old[q][h][0] = __bfloat162float(o.x);
+            old[q][h][1] = __bfloat162float(o.y);
+          }
+        }
+#pragma unroll
+      for (int q = 0; q < kChunk; ++q)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int64_t i = row0 + 8 * h, j = col0 + 8 * (q0 + q);
+          if (i >= p.M) continue;
+          float v0 = acc[4 * (q0 + q) + 2 * h], v1 = acc[4 * (q0 + q) + 2 * h + 1];
+          if (j + 1 < p.N) {  // store_out2's arithmetic: one fp32 add, then RNE to OutT
+            if (accumulate) {
+              v0 = __fadd_rn(old[q][h][0], v0);
+              v1 = __fadd_rn(old[q][h][1], v1);
+            }
+            if constexpr (sizeof(OutT) == 4) {
+              *reinterpret_cast<float2*>(static_cast<float*>(p.C) + i * p.ldc + j) = make_float2(v0, v1);
+            } else {
+              __nv_bfloat162 v;
+              v.x = __float2bfloat16_rn(v0);
+              v.y = __float2bfloat16_rn(v1);
+              *reinterpret_cast<__nv_bfloat162*>(static_cast<__nv_bfloat16*>(p.C) + i * p.ldc + j) = v;
+            }
+          } else if (j < p.N) {  // the last column of an odd N
+            store_out<OutT>(p.C, p.Cin, p.ldc, i, j, v0, accumulate);
+          }
+        }
+    }
+  } else {
+#pragma unroll
+    for (int q = 0; q < 32; ++q) {
+      const int64_t j = col0 + 8 * q;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int64_t i = row0 + 8 * h;
+        if (i >= p.M) continue;
+        if (j < p.N) store_out<OutT>(p.C, p.Cin, p.ldc, i, j, acc[4 * q + 2 * h], accumulate);
+        if (j + 1 < p.N) store_out<OutT>(p.C, p.Cin, p.ldc, i, j + 1, acc[4 * q + 2 * h + 1], accumulate);
       }
     }
   }
