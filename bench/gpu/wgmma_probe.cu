@@ -7,7 +7,7 @@
 // checks both against an fp64 reference (which also validates the wgmma operand layout).
 //
 // Build (here, no GPU needed) and run (on the H200):
-//   nvcc -std=c++20 -O2 -arch=sm_90a -I src bench/gpu/wgmma_probe.cu -o wgmma_probe
+//   nvcc -std=c++20 -O2 -gencode arch=compute_90a,code=sm_90a -I src bench/gpu/wgmma_probe.cu -o wgmma_probe
 //   ./wgmma_probe            # prints a table; exit 0 = bitwise equal everywhere, 1 = not, 2 = error
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>

@@ -524,11 +524,15 @@ TEST(CudaAttention, BackwardDeterministic) {
   }
 }
 
-// The backward's layouts (64 or 128 keys per dk/dv CTA, 1 or 2 query tiles per dq CTA) sum
-// every element in the same order: the same bits.
+// The backward's layouts (64 or 128 keys per dk/dv CTA, 1 or 2 query tiles per dq CTA, the
+// dk/dv kernel on wgmma or on mma.sync for head_dim 128) sum every element in the same order:
+// the same bits. Configurations 0 and 3 (head_dim 128, groups 2 and 4, ragged sequences)
+// take the wgmma dk/dv kernel by default on an sm_90 device; {4, 4, wgmma off} is the
+// mma.sync kernel on the same tiles.
 TEST(CudaAttention, BackwardLayoutsAgreeBitwise) {
   SKIP_WITHOUT_GPU();
-  for (const Config& c : {backward_configs()[0], backward_configs()[2], backward_configs()[5]}) {
+  for (const Config& c : {backward_configs()[0], backward_configs()[2], backward_configs()[3],
+                          backward_configs()[5]}) {
     const uint64_t seed = test::fresh_seed();
     SCOPED_TRACE(fmt::format("H {} HK {} D {} seed {}", c.H, c.HK, c.D, seed));
     Problem p(c, seed);
@@ -537,10 +541,11 @@ TEST(CudaAttention, BackwardLayoutsAgreeBitwise) {
         Problem::bf16_random(size_t(p.R) * c.H * c.D, 1.0f, seed + 9);
     gpu::AttentionWorkspace ws;
     BackwardRun a = gpu_backward(p, fw, dout, true, ws);
-    for (auto [dkdv_warps, dq_warps] : {std::pair{8, 4}, std::pair{4, 8}, std::pair{8, 8}}) {
-      SCOPED_TRACE(fmt::format("dk/dv warps {} dq warps {}", dkdv_warps, dq_warps));
+    for (auto [dkdv_warps, dq_warps, wgmma] : {std::tuple{8, 4, -1}, std::tuple{4, 8, -1},
+                                               std::tuple{8, 8, -1}, std::tuple{4, 4, 0}}) {
+      SCOPED_TRACE(fmt::format("dk/dv warps {} dq warps {} dk/dv wgmma {}", dkdv_warps, dq_warps, wgmma));
       gpu::attn::Tuning t;
-      t.dkdv_warps = dkdv_warps, t.dq_warps = dq_warps;
+      t.dkdv_warps = dkdv_warps, t.dq_warps = dq_warps, t.dkdv_wgmma = wgmma;
       TuningScope scope(t);
       BackwardRun b = gpu_backward(p, fw, dout, false, ws);
       for (const auto& [x, y, name] :

@@ -9,8 +9,9 @@
 // the accumulator (the tensor core's dot product has a fixed internal order and does not
 // mix rows), so C(i, j) is the same bits for every M, every position of row i in A, every
 // content of the other rows, and every CTA tile shape. That is what lets the launcher pick
-// the tile by shape (a 16/32/64-row tile for decode, 64x64, 128x128 or the large-tile
-// kernel of gemm_exact_large.cuh for prefill and training) without giving up batch invariance: the tile decides which CTA and which
+// the tile by shape (a 16/32/64-row tile for decode, 64x64, 128x128, the large-tile
+// kernel of gemm_exact_large.cuh or the wgmma kernel of gemm_exact_wgmma.cuh for prefill
+// and training) without giving up batch invariance: the tile decides which CTA and which
 // fragment slot computes (i, j), never the arithmetic. No split-K anywhere. The epilogue
 // adds C's old value (one fp32 add) and rounds to F32/BF16 (RNE), per element.
 // Test: tests/kernels/cuda_gemm_test.cpp (bitwise rows across M = 1 ... 8192 and all tiles).
@@ -241,14 +242,19 @@ const char* const kConfigNames[kNumPicks] = {
 // each W tile for all 64 rows; measured on the H200 at M = 64 (K = 1024): N = 4096 17.4 vs
 // 19.0 us, N = 6144 18.2 vs 30.6, N = 151936 209 vs 444; at N = 1024 (16 CTAs) the skinny
 // tile stays ahead (25.5 vs 28.3 us at K = 2048, 32.2 vs 38.3 at K = 3072).
+// Beyond 64 rows, aligned operands on an sm_90a build take the wgmma tile once it makes at
+// least 16 CTAs: measured on the H200 (gemm_exact_tiles, 16:05 run), BF16 out, us:
+//   M = 256:  qkv (32 CTAs) 24.5 vs mid 26.0; o and down (8 CTAs) 33.2 / 42.0 vs mid 30.1 / 40.4
+//   M = 1024: o (32 CTAs) 32.6 vs mid 39.2;  M = 2048: o 34.0 vs mid 66.8, down 43.1 vs 92.6
+//   M = 8192: 1.6-1.9x the mma.sync large tile on all five shapes (454-609 vs 291-316 TFLOP/s).
 Pick pick(int64_t M, int64_t N, int64_t K, bool aligned) {
   (void)K;
   if (M <= 16) return kSkinny16;
   if (M <= 32) return kSkinny32;
   if (M <= 64) return ((M + 63) / 64) * ((N + 63) / 64) >= 64 ? kMid : kSkinny64;
+  if (aligned && wgmma_usable() && ((M + 127) / 128) * ((N + 255) / 256) >= 16) return kWgmma;
   const int64_t tiles = ((M + 127) / 128) * ((N + 127) / 128);
   if (tiles < sm_count()) return kMid;
-  if (aligned && wgmma_usable()) return kWgmma;
   return aligned ? kLargeB : kBig;
 }
 

@@ -1,0 +1,281 @@
+// dK and dV of the fused attention backward on Hopper's warpgroup MMA (wgmma), head_dim 128:
+// the same work, tile walk and per-element arithmetic as attn_bwd_dkdv in
+// attention_backward_dkdv.cu (read that header first), with one warpgroup per block of 64
+// keys instead of four warps issuing mma.sync.
+//
+// Why the results are the same bits as the mma.sync kernel: every product is the same chain
+// of k16 steps in the same order (S^T and dP^T over head_dim, dV and dK over the query tiles'
+// columns, tile after tile), and a wgmma k16 step gives mma.sync.m16n8k16's bits, with A in
+// shared memory or in registers, B K-major or N-major (bench/gpu/wgmma_probe.cu,
+// bench/gpu/wgmma_forms_probe.cu; H200 runs in tests/data/cuda/s7_*). The softmax gradient is
+// the same code per element. Where the mma.sync kernel skips a 32-column step whose P is all
+// zero, this one adds the zero products (acc + 0 = acc: an accumulator that starts at +0
+// never becomes -0), so dK and dV agree; only zero dS entries there may differ in sign in the
+// workspace, which the dq kernel's products absorb the same way.
+// CudaAttention.BackwardWgmmaAgreesBitwise checks dq, dk, dv against the mma.sync kernel.
+//
+// Layout: operands in shared memory in the 128-byte swizzle layout (wgmma_ptx.cuh), each
+// 64 x 128 bf16 matrix as two 64-column blocks of [64 rows][128 bytes] (8 KiB apart): K and V
+// of the key block, and two stages of the query tile's Q and dO (cp.async, double-buffered as
+// in the mma.sync kernel). Per query tile:
+//   S^T = K Q^T, dP^T = V dO^T   (wgmma m64n64k16, both operands K-major, 8 steps each)
+//   P^T, dS^T in registers (the accumulator layout is mma.sync's C fragment, so the A
+//   fragments for the next products are the same packing as the mma.sync kernel's)
+//   dV += P^T dO, dK += dS^T Q   (wgmma m64n128k16, A from registers, B N-major, 4 steps each)
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <cstdint>
+#include <type_traits>
+
+#include "qarl/kernels/cuda/attention_internal.h"
+#include "qarl/kernels/cuda/attention_mma.cuh"
+#include "qarl/kernels/cuda/launch.h"
+#include "qarl/kernels/cuda/wgmma_ptx.cuh"
+
+namespace qarl::kernels::gpu::attn {
+namespace {
+
+constexpr int kD = 128, kKeys = 64, kCols = kTileRows;
+constexpr int kMatBytes = kKeys * kD * 2;  // one 64 x 128 bf16 matrix: 16 KiB
+constexpr int kBlockBytes = kMatBytes / 2;  // one 64-column block of it: 8 KiB
+static_assert(kCols == kKeys, "the Q / dO tiles and the K / V blocks share one layout");
+constexpr size_t kSmemBytes = 1024 /* alignment */ + size_t(kMatBytes) * 6 + 2 * kCols * sizeof(float2) +
+                              kCols * sizeof(int);
+
+// Byte offset of 16-byte chunk `chunk` (0..15: head_dim 8*chunk ..) of row `row`.
+__device__ __forceinline__ int swizzled(int row, int chunk) {
+  return (chunk >> 3) * kBlockBytes + row * 128 + (((chunk & 7) ^ (row & 7)) << 4);
+}
+
+#if QARL_HAS_WGMMA
+// D(64 x 128) += A(64 x 16, registers: mma.sync's A fragment per warp) B(16 x 128, N-major).
+__device__ __forceinline__ void wgmma_rs_n128(float (&d)[64], const uint32_t (&a)[4], uint64_t desc_b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+      "{%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]),
+        "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]),
+        "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]),
+        "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),
+        "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]),
+        "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]),
+        "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]),
+        "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b));
+}
+
+// Descriptor of an N-major B operand: k16 rows starting at `smem`, N spanning both 64-column
+// blocks (leading byte offset: the block stride; stride byte offset: 8 rows).
+__device__ __forceinline__ uint64_t desc_nmajor(const void* smem) {
+  const uint64_t addr = static_cast<uint64_t>(__cvta_generic_to_shared(smem));
+  return ((addr & 0x3FFFF) >> 4) | (uint64_t(kBlockBytes >> 4) << 16) | (uint64_t(1024 >> 4) << 32) |
+         (uint64_t(1) << 62);
+}
+#endif
+
+__global__ void __launch_bounds__(128, 1) attn_bwd_dkdv_wgmma(const BwdTile* __restrict__ tiles, const BwdArgs a) {
+#if QARL_HAS_WGMMA
+  extern __shared__ uint4 smem_raw[];
+  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  uint8_t* ks = smem;
+  uint8_t* vs = ks + kMatBytes;
+  uint8_t* stage0 = vs + kMatBytes;  // stage st: Q at stage0 + st * 2 * kMatBytes, dO after it
+  float2* stat_stage = reinterpret_cast<float2*>(stage0 + 4 * kMatBytes);
+  int* col_row = reinterpret_cast<int*>(stat_stage + 2 * kCols);
+
+  const BwdTile t = tiles[blockIdx.x];
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tq = lane & 3;
+  const int group = a.group, H = a.n_heads;
+  const int rpt = kCols / group, n_cols = rpt * group;
+  const int key_first = t.block * kKeys, warp_key0 = key_first + warp * 16;
+  const int n_qt = (t.T + rpt - 1) / rpt, qt0 = key_first / rpt;
+  const int64_t ds_qt = int64_t((t.T + kKeyBlock - 1) / kKeyBlock) * kDsTile;
+  bf16* ds_row0 = a.ds + t.ds_off + int64_t(warp_key0 / kKeyBlock) * kDsTile +
+                  (warp_key0 % kKeyBlock + g) * kCols + 2 * tq;
+
+  for (int c = tid; c < kCols; c += 128) col_row[c] = c < n_cols ? c / group : (1 << 29);
+
+  const bf16* kbase = a.k + t.kv_row0 * a.kv_stride + int64_t(t.kv_head) * kD;
+  const bf16* vbase = a.v + t.kv_row0 * a.kv_stride + int64_t(t.kv_head) * kD;
+  for (int c = tid; c < kKeys * 16; c += 128) {
+    const int r = c >> 4, ch = c & 15, key = key_first + r;
+    const bool ok = key < t.T;  // keys past the sequence: zeros (masked below)
+    const int64_t off = int64_t(ok ? key : 0) * a.kv_stride + ch * 8;
+    copy8(reinterpret_cast<uint16_t*>(ks + swizzled(r, ch)), kbase + off, ok, a.vec_kv, a.k);
+    copy8(reinterpret_cast<uint16_t*>(vs + swizzled(r, ch)), vbase + off, ok, a.vec_kv, a.v);
+  }
+  auto load_tile = [&](int qt, int st) {
+    uint8_t* qs = stage0 + st * 2 * kMatBytes;
+    uint8_t* dos = qs + kMatBytes;
+    for (int c = tid; c < kCols * 16; c += 128) {
+      const int cl = c >> 4, ch = c & 15, p = qt * rpt + cl / group;
+      const bool ok = cl < n_cols && p < t.T;
+      const int64_t row = int64_t(t.q_row0) + (ok ? p : 0);
+      const int64_t hc = int64_t(t.kv_head * group + cl % group) * kD + ch * 8;
+      copy8(reinterpret_cast<uint16_t*>(qs + swizzled(cl, ch)), a.q + row * a.q_stride + hc, ok, a.vec_q, a.q);
+      copy8(reinterpret_cast<uint16_t*>(dos + swizzled(cl, ch)), a.dout + row * a.o_stride + hc, ok, a.vec_do,
+            a.dout);
+    }
+    float2* stats = stat_stage + st * kCols;
+    for (int c = tid; c < kCols; c += 128) {
+      const int p = qt * rpt + c / group;
+      const bool ok = c < n_cols && p < t.T;
+      const int64_t i = (int64_t(t.q_row0) + (ok ? p : 0)) * H + t.kv_head * group + c % group;
+      const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(stats + c));
+      asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(s),
+                   "l"(ok ? static_cast<const void*>(a.stats + i) : static_cast<const void*>(a.stats)),
+                   "r"(ok ? 8 : 0));
+    }
+    cp_async_commit();
+  };
+
+  float dk[64], dv[64];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) dk[i] = dv[i] = 0.0f;
+
+  load_tile(qt0, 0);
+  for (int qt = qt0; qt < n_qt; ++qt) {
+    const int st = (qt - qt0) & 1;
+    if (qt + 1 < n_qt) {
+      load_tile(qt + 1, st ^ 1);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    wgmma::fence_proxy_async();  // this thread's smem writes (cp.async, st.shared) -> wgmma reads
+    __syncthreads();
+    const uint8_t* qs = stage0 + st * 2 * kMatBytes;
+    const uint8_t* dos = qs + kMatBytes;
+    const float2* stats = stat_stage + st * kCols;
+    const int pos0 = qt * rpt;
+    bf16* ds_row = ds_row0 + int64_t(qt) * ds_qt;
+
+    float s[32], dp[32];
+#pragma unroll
+    for (int i = 0; i < 32; ++i) s[i] = dp[i] = 0.0f;
+    wgmma::fence_operand(s);
+    wgmma::fence_operand(dp);
+    wgmma::fence();
+#pragma unroll
+    for (int kk = 0; kk < kD / 16; ++kk) {
+      const int off = (kk >> 2) * kBlockBytes + (kk & 3) * 32;
+      wgmma::wgmma_m64n64k16(s, wgmma::desc_sw128(ks + off), wgmma::desc_sw128(qs + off));
+    }
+#pragma unroll
+    for (int kk = 0; kk < kD / 16; ++kk) {
+      const int off = (kk >> 2) * kBlockBytes + (kk & 3) * 32;
+      wgmma::wgmma_m64n64k16(dp, wgmma::desc_sw128(vs + off), wgmma::desc_sw128(dos + off));
+    }
+    wgmma::commit();
+    wgmma::wait<0>();
+    wgmma::fence_operand(s);
+    wgmma::fence_operand(dp);
+
+    // P^T, dS^T (the mma.sync kernel's softmax_grad, per element): accumulator i = 4n + e is
+    // key warp_key0 + g + 8 * (e >> 1), column 8n + 2tq + (e & 1).
+    uint32_t pf[4][4], dsf[4][4];
+    auto softmax_grad = [&](auto masked) {
+#pragma unroll
+      for (int n = 0; n < 8; ++n) {
+        float p[4], d[4];
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int col = n * 8 + 2 * tq + (e & 1);
+          const float2 sd = stats[col];
+          p[e] = fast_exp2(__fmaf_rn(s[4 * n + e], a.scale_log2, -sd.x));
+          if constexpr (decltype(masked)::value) {
+            const int key = warp_key0 + g + 8 * (e >> 1), pos = pos0 + col_row[col];
+            p[e] = key <= pos && pos < t.T ? p[e] : 0.0f;
+          }
+          d[e] = p[e] * (dp[4 * n + e] - sd.y);
+        }
+        pf[n >> 1][(n & 1) * 2 + 0] = pack_bf16(p[0], p[1]);
+        pf[n >> 1][(n & 1) * 2 + 1] = pack_bf16(p[2], p[3]);
+        dsf[n >> 1][(n & 1) * 2 + 0] = pack_bf16(d[0], d[1]);
+        dsf[n >> 1][(n & 1) * 2 + 1] = pack_bf16(d[2], d[3]);
+      }
+    };
+    // Unmasked when every column is valid and at or after every key of the warpgroup
+    // (uniform across the warpgroup: the wgmma below needs all four warps).
+    if (n_cols == kCols && pos0 + rpt - 1 < t.T && key_first + kKeys - 1 <= pos0)
+      softmax_grad(std::false_type{});
+    else
+      softmax_grad(std::true_type{});
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      uint32_t* w0 = reinterpret_cast<uint32_t*>(ds_row + j * 16);
+      uint32_t* w1 = reinterpret_cast<uint32_t*>(ds_row + 8 * kCols + j * 16);
+      w0[0] = dsf[j][0];
+      w1[0] = dsf[j][1];
+      w0[4] = dsf[j][2];
+      w1[4] = dsf[j][3];
+    }
+
+    wgmma::fence_operand(dv);
+    wgmma::fence_operand(dk);
+    wgmma::fence();
+#pragma unroll
+    for (int j = 0; j < 4; ++j) wgmma_rs_n128(dv, pf[j], desc_nmajor(dos + j * 16 * 128));
+#pragma unroll
+    for (int j = 0; j < 4; ++j) wgmma_rs_n128(dk, dsf[j], desc_nmajor(qs + j * 16 * 128));
+    wgmma::commit();
+    wgmma::wait<0>();
+    wgmma::fence_operand(dv);
+    wgmma::fence_operand(dk);
+    __syncthreads();  // this stage is refilled by the next iteration's prefetch
+  }
+
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int key = warp_key0 + g + 8 * i;
+    if (key >= t.T) continue;
+    const int64_t off = (t.kv_row0 + key) * a.dkv_stride + int64_t(t.kv_head) * kD + 2 * tq;
+#pragma unroll
+    for (int n = 0; n < 16; ++n) {
+      a.dk[off + n * 8] = dk[4 * n + 2 * i] * a.scale;
+      a.dk[off + n * 8 + 1] = dk[4 * n + 2 * i + 1] * a.scale;
+      a.dv[off + n * 8] = dv[4 * n + 2 * i];
+      a.dv[off + n * 8 + 1] = dv[4 * n + 2 * i + 1];
+    }
+  }
+#else
+  __trap();
+#endif
+}
+
+}  // namespace
+
+bool backward_dkdv_wgmma_usable(int head_dim) {
+  if (head_dim != kD) return false;
+  static const bool device_ok = [] {
+    int dev = 0, major = 0, minor = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return false;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+    return major == 9 && minor == 0;  // the build targets sm_90a (CMakeLists.txt)
+  }();
+  return device_ok;
+}
+
+void launch_backward_dkdv_wgmma(const BwdTile* tiles, int n_tiles, const BwdArgs& a, void* stream) {
+  if (n_tiles == 0) return;
+  static std::atomic<bool> opted_in[64];  // > 48 KiB of dynamic shared memory: once per device
+  int dev = 0;
+  cudaGetDevice(&dev);
+  if (dev < 0 || dev >= 64 || !opted_in[dev]) {
+    cudaFuncSetAttribute(attn_bwd_dkdv_wgmma, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmemBytes));
+    if (dev >= 0 && dev < 64) opted_in[dev] = true;
+  }
+  attn_bwd_dkdv_wgmma<<<n_tiles, 128, kSmemBytes, static_cast<cudaStream_t>(stream)>>>(tiles, a);
+  check_last_launch("attention backward (dk, dv; wgmma)");
+}
+
+}  // namespace qarl::kernels::gpu::attn
