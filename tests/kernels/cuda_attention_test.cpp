@@ -527,8 +527,8 @@ TEST(CudaAttention, BackwardDeterministic) {
 // The backward's layouts (64 or 128 keys per dk/dv CTA, 1 or 2 query tiles per dq CTA, the
 // dk/dv kernel on wgmma or on mma.sync for head_dim 128) sum every element in the same order:
 // the same bits. Configurations 0 and 3 (head_dim 128, groups 2 and 4, ragged sequences)
-// take the wgmma dk/dv kernel by default on an sm_90 device; {4, 4, wgmma off} is the
-// mma.sync kernel on the same tiles.
+// take the wgmma dk/dv and dq kernels by default on an sm_90 device; the 4-warp tiles with
+// wgmma off are the mma.sync kernels on the same tiles.
 TEST(CudaAttention, BackwardLayoutsAgreeBitwise) {
   SKIP_WITHOUT_GPU();
   for (const Config& c : {backward_configs()[0], backward_configs()[2], backward_configs()[3],
@@ -541,11 +541,13 @@ TEST(CudaAttention, BackwardLayoutsAgreeBitwise) {
         Problem::bf16_random(size_t(p.R) * c.H * c.D, 1.0f, seed + 9);
     gpu::AttentionWorkspace ws;
     BackwardRun a = gpu_backward(p, fw, dout, true, ws);
-    for (auto [dkdv_warps, dq_warps, wgmma] : {std::tuple{8, 4, -1}, std::tuple{4, 8, -1},
-                                               std::tuple{8, 8, -1}, std::tuple{4, 4, 0}}) {
-      SCOPED_TRACE(fmt::format("dk/dv warps {} dq warps {} dk/dv wgmma {}", dkdv_warps, dq_warps, wgmma));
+    for (auto [dkdv_warps, dq_warps, dkdv_wgmma, dq_wgmma] :
+         {std::tuple{8, 4, -1, -1}, std::tuple{4, 8, -1, -1}, std::tuple{8, 8, -1, -1},
+          std::tuple{4, 4, 0, 0}, std::tuple{4, 4, -1, 0}, std::tuple{4, 4, 0, -1}}) {
+      SCOPED_TRACE(fmt::format("dk/dv warps {} dq warps {} wgmma (0: off) dk/dv {} dq {}", dkdv_warps, dq_warps,
+                               dkdv_wgmma, dq_wgmma));
       gpu::attn::Tuning t;
-      t.dkdv_warps = dkdv_warps, t.dq_warps = dq_warps, t.dkdv_wgmma = wgmma;
+      t.dkdv_warps = dkdv_warps, t.dq_warps = dq_warps, t.dkdv_wgmma = dkdv_wgmma, t.dq_wgmma = dq_wgmma;
       TuningScope scope(t);
       BackwardRun b = gpu_backward(p, fw, dout, false, ws);
       for (const auto& [x, y, name] :

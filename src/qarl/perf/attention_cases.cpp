@@ -113,24 +113,28 @@ std::vector<Result> run_cuda(const Options& opt) {
     const double bwd_bytes = 2.0 * (3.0 * R * w + 2.0 * R * kw) + 4.0 * (R * w + 2.0 * R * kw);
     struct BwdVariant {
       const char* suffix;
-      int dkdv_warps, dq_warps, dkdv_wgmma;
+      int dkdv_warps, dq_warps, dkdv_wgmma, dq_wgmma;
       bool skip_dq;
     };
     const bool wgmma = gpu::attn::backward_dkdv_wgmma_usable(kHd);
     for (const BwdVariant& v :
-         {BwdVariant{"", 0, 0, -1, false}, BwdVariant{"_mma_dkdv", 0, 0, 0, false},
-          BwdVariant{"_dkdv_w8", 8, 0, -1, false}, BwdVariant{"_dq_w8", 0, 8, -1, false},
-          BwdVariant{"_no_dq", 0, 0, -1, true}, BwdVariant{"_mma_dkdv_no_dq", 0, 0, 0, true}}) {
+         {BwdVariant{"", 0, 0, -1, -1, false}, BwdVariant{"_mma", 0, 0, 0, 0, false},
+          BwdVariant{"_mma_dq", 0, 0, -1, 0, false}, BwdVariant{"_dkdv_w8", 8, 0, -1, -1, false},
+          BwdVariant{"_dq_w8", 0, 8, -1, -1, false}, BwdVariant{"_no_dq", 0, 0, -1, -1, true},
+          BwdVariant{"_mma_no_dq", 0, 0, 0, 0, true}}) {
       gpu::attn::tuning().dkdv_warps = v.dkdv_warps;
       gpu::attn::tuning().dq_warps = v.dq_warps;
       gpu::attn::tuning().dkdv_wgmma = v.dkdv_wgmma;
+      gpu::attn::tuning().dq_wgmma = v.dq_wgmma;
       gpu::attn::tuning().bwd_skip_dq = v.skip_dq;
-      const bool on_wgmma = wgmma && v.dkdv_wgmma != 0 && v.dkdv_warps != 8;
+      const bool dkdv_on_wgmma = wgmma && v.dkdv_wgmma != 0 && v.dkdv_warps != 8;
+      const bool dq_on_wgmma = wgmma && v.dq_wgmma != 0 && v.dq_warps != 8;
       const double sec = gpu::time_median_s(bwd, 1, std::max(3, reps / 4)) / kCalls;
       out.push_back({fmt::format("attn_bwd_train{}", v.suffix), "BF16", shape, sec, bwd_bytes,
                      2.5 * flops,
-                     fmt::format("{:.1f} TFLOP/s (2.5x causal fwd; {} dk/dv + dS, mma.sync dq){}",
-                                 2.5 * flops / sec / 1e12, on_wgmma ? "wgmma" : "mma.sync",
+                     fmt::format("{:.1f} TFLOP/s (2.5x causal fwd; {} dk/dv + dS, {} dq){}",
+                                 2.5 * flops / sec / 1e12, dkdv_on_wgmma ? "wgmma" : "mma.sync",
+                                 dq_on_wgmma ? "wgmma" : "mma.sync",
                                  v.skip_dq ? "; without the dq kernel" : "")});
     }
     gpu::attn::tuning() = gpu::attn::Tuning{};

@@ -12,7 +12,9 @@
 // cores (dQ reads the same bf16 dS that dK uses); S, dP and every sum stay fp32. The dS tiles
 // take T^2 * n_heads * 2 bytes per sequence (268 MB at 8 x 1024, 16 heads). The simple form
 // this replaced (cuBLAS TF32 over materialized S and dP) and the two-kernel form are in git
-// history; the CPU reference is kernels/cpu/attention.h.
+// history; the CPU reference is kernels/cpu/attention.h. On an sm_90 device with head_dim 128
+// the dk/dv and dq products run on wgmma instead (attention_backward_wgmma.cu: the same
+// tiles, chains and bits).
 #include "qarl/kernels/cuda/attention_gpu.h"
 
 #include <algorithm>
@@ -143,9 +145,13 @@ void attention_backward(const std::vector<AttnSegment>& segs,
     attn::launch_backward_dkdv_wgmma(d_tiles, int(dkv_tiles.size()), a, stream);
   else
     attn::launch_backward_dkdv(d_tiles, int(dkv_tiles.size()), dkv_warps, a, D, stream);
-  if (!attn::tuning().bwd_skip_dq)
-    attn::launch_backward_dq(d_tiles + dkv_tiles.size(), int(dq_tiles.size()), dq_warps, a, D,
-                             stream);
+  if (!attn::tuning().bwd_skip_dq) {
+    if (dq_warps == 4 && attn::tuning().dq_wgmma != 0 && attn::backward_dkdv_wgmma_usable(D))
+      attn::launch_backward_dq_wgmma(d_tiles + dkv_tiles.size(), int(dq_tiles.size()), a, stream);
+    else
+      attn::launch_backward_dq(d_tiles + dkv_tiles.size(), int(dq_tiles.size()), dq_warps, a, D,
+                               stream);
+  }
 }
 
 }  // namespace qarl::kernels::gpu

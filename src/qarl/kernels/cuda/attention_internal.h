@@ -22,6 +22,7 @@ struct Tuning {
   int fwd_wide = -1;   // 0: tiles of 128 by 8 warps of 16 rows, not 4 warps of 32
   int dkdv_warps = 0;  // 4 or 8 warps (64 or 128 keys per CTA)
   int dkdv_wgmma = -1; // 0: the mma.sync dk/dv kernel even where the wgmma one applies; 1 / -1: wgmma where it applies
+  int dq_wgmma = -1;   // the same for the dq kernel
   int dq_warps = 0;    // 4 or 8 warps (1 or 2 query tiles per CTA)
   bool bwd_skip_dq = false;  // leave dq unwritten (to time the other kernels alone)
 };
@@ -87,10 +88,12 @@ struct BwdArgs {
 void launch_backward_stats(const BwdArgs& a, int head_dim, void* stream);
 void launch_backward_dkdv(const BwdTile* tiles, int n_tiles, int warps, const BwdArgs& a,
                           int head_dim, void* stream);
-// The dk/dv kernel on wgmma (attention_backward_dkdv_wgmma.cu): head_dim 128, 64 keys per
-// CTA (the 4-warp tiles), an sm_90 device; the same results as launch_backward_dkdv.
+// The dk/dv and dq kernels on wgmma (attention_backward_wgmma.cu): head_dim 128, the 4-warp
+// tiles (64 keys, one query tile per CTA), an sm_90 device; the same results as
+// launch_backward_dkdv / launch_backward_dq.
 bool backward_dkdv_wgmma_usable(int head_dim);
 void launch_backward_dkdv_wgmma(const BwdTile* tiles, int n_tiles, const BwdArgs& a, void* stream);
+void launch_backward_dq_wgmma(const BwdTile* tiles, int n_tiles, const BwdArgs& a, void* stream);
 void launch_backward_dq(const BwdTile* tiles, int n_tiles, int warps, const BwdArgs& a,
                         int head_dim, void* stream);
 

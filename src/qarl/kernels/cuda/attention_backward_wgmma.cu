@@ -1,7 +1,8 @@
-// dK and dV of the fused attention backward on Hopper's warpgroup MMA (wgmma), head_dim 128:
-// the same work, tile walk and per-element arithmetic as attn_bwd_dkdv in
-// attention_backward_dkdv.cu (read that header first), with one warpgroup per block of 64
-// keys instead of four warps issuing mma.sync.
+// The fused attention backward's two product kernels on Hopper's warpgroup MMA (wgmma),
+// head_dim 128: dK, dV (attn_bwd_dkdv_wgmma: the same work, tile walk and per-element
+// arithmetic as attn_bwd_dkdv in attention_backward_dkdv.cu, read that header first, with one
+// warpgroup per block of 64 keys instead of four warps issuing mma.sync) and dQ
+// (attn_bwd_dq_wgmma: attn_bwd_dq of attention_backward_dq.cu, one warpgroup per query tile).
 //
 // Why the results are the same bits as the mma.sync kernel: every product is the same chain
 // of k16 steps in the same order (S^T and dP^T over head_dim, dV and dK over the query tiles'
@@ -12,7 +13,10 @@
 // zero, this one adds the zero products (acc + 0 = acc: an accumulator that starts at +0
 // never becomes -0), so dK and dV agree; only zero dS entries there may differ in sign in the
 // workspace, which the dq kernel's products absorb the same way.
-// CudaAttention.BackwardWgmmaAgreesBitwise checks dq, dk, dv against the mma.sync kernel.
+// dQ: the same k16 chain over the keys (blocks, then 16-key steps, ascending); where the
+// mma.sync kernel's warp stops at its last row's position, the warpgroup goes on to the
+// tile's last row, adding products of zero dS (keys after a row's position are masked).
+// CudaAttention.BackwardLayoutsAgreeBitwise checks dq, dk, dv against the mma.sync kernels.
 //
 // Layout: operands in shared memory in the 128-byte swizzle layout (wgmma_ptx.cuh), each
 // 64 x 128 bf16 matrix as two 64-column blocks of [64 rows][128 bytes] (8 KiB apart): K and V
@@ -251,6 +255,107 @@ __global__ void __launch_bounds__(128, 1) attn_bwd_dkdv_wgmma(const BwdTile* __r
 #endif
 }
 
+constexpr int kLdt = kTileRows + 8;  // dS tile smem row stride (elements), as attn_bwd_dq's
+constexpr size_t kDqSmemBytes = 1024 + 2 * (size_t(kMatBytes) + size_t(kKeyBlock) * kLdt * 2);
+
+// dQ = scale * dS K for one query tile (64 (row, head) columns) of one sequence and KV head:
+// per key block, K (N-major B, swizzled) and the dS tile ([key][column], A fragments through
+// ldmatrix.trans as in attn_bwd_dq) stream through two shared-memory stages.
+__global__ void __launch_bounds__(128, 4) attn_bwd_dq_wgmma(const BwdTile* __restrict__ tiles, const BwdArgs a) {
+#if QARL_HAS_WGMMA
+  extern __shared__ uint4 smem_raw[];
+  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  constexpr size_t kStage = size_t(kMatBytes) + size_t(kKeyBlock) * kLdt * 2;  // K block, then dS tile
+
+  const BwdTile t = tiles[blockIdx.x];
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tq = lane & 3;
+  const int group = a.group, rpt = kTileRows / group;
+  const int qt = t.block, r_first = qt * rpt;
+  const int n_rows = max(0, min(rpt, t.T - r_first)), n_m = n_rows * group;
+  bool valid[2];
+  int64_t row[2];
+  int head[2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int m = warp * 16 + g + 8 * i;
+    valid[i] = m < n_m;
+    const int rl = valid[i] ? m / group : 0;
+    row[i] = int64_t(t.q_row0) + r_first + rl;
+    head[i] = t.kv_head * group + (valid[i] ? m % group : 0);
+  }
+  const int last_pos = min(t.T, (qt + 1) * rpt) - 1;  // the tile's last row's position
+  const int n_kb = last_pos / kKeyBlock + 1;
+  const bf16* kbase = a.k + t.kv_row0 * a.kv_stride + int64_t(t.kv_head) * kD;
+  const int64_t ds_qt = int64_t((t.T + kKeyBlock - 1) / kKeyBlock) * kDsTile;
+  auto load_block = [&](int kb, int st) {
+    uint8_t* ks = smem + st * kStage;
+    uint16_t* dss = reinterpret_cast<uint16_t*>(ks + kMatBytes);
+    for (int c = tid; c < kKeyBlock * 16; c += 128) {
+      const int r = c >> 4, ch = c & 15, key = kb * kKeyBlock + r;
+      const bool ok = key <= last_pos;  // later keys: zeros
+      copy8(reinterpret_cast<uint16_t*>(ks + swizzled(r, ch)), kbase + int64_t(ok ? key : 0) * a.kv_stride + ch * 8,
+            ok, a.vec_kv, a.k);
+    }
+    for (int c = tid; c < kKeyBlock * (kTileRows / 8); c += 128) {
+      const int r = c / (kTileRows / 8), col = (c % (kTileRows / 8)) * 8, key = kb * kKeyBlock + r;
+      const bool ok = key <= last_pos;  // the dk/dv kernel wrote nothing past the tile's rows
+      const bf16* src = a.ds + t.ds_off + qt * ds_qt + kb * kDsTile + r * kTileRows + col;
+      cp_async16(dss + r * kLdt + col, ok ? src : a.ds, ok);
+    }
+    cp_async_commit();
+  };
+
+  float acc[64];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) acc[i] = 0.0f;
+  load_block(0, 0);
+  for (int kb = 0; kb < n_kb; ++kb) {
+    if (kb + 1 < n_kb) {
+      load_block(kb + 1, (kb + 1) & 1);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    wgmma::fence_proxy_async();
+    __syncthreads();
+    const uint8_t* ks = smem + (kb & 1) * kStage;
+    const uint16_t* dss = reinterpret_cast<const uint16_t*>(ks + kMatBytes);
+    const int steps = min(kKeyBlock / 16, (last_pos - kb * kKeyBlock) / 16 + 1);  // uniform
+    uint32_t af[4][4];
+#pragma unroll
+    for (int c = 0; c < 4; ++c)
+      if (c < steps)
+        ldmatrix_x4_trans(af[c], dss + (c * 16 + (lane >> 4) * 8 + (lane & 7)) * kLdt + warp * 16 +
+                                     ((lane >> 3) & 1) * 8);
+    wgmma::fence_operand(acc);
+    wgmma::fence();
+    if (steps == 4) {
+#pragma unroll
+      for (int c = 0; c < 4; ++c) wgmma_rs_n128(acc, af[c], desc_nmajor(ks + c * 16 * 128));
+    } else {
+      for (int c = 0; c < steps; ++c) wgmma_rs_n128(acc, af[c], desc_nmajor(ks + c * 16 * 128));
+    }
+    wgmma::commit();
+    wgmma::wait<0>();
+    wgmma::fence_operand(acc);
+    __syncthreads();  // this stage is refilled by the next iteration's prefetch
+  }
+
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    if (!valid[i]) continue;
+    float* o = a.dq + row[i] * a.dq_stride + int64_t(head[i]) * kD + 2 * tq;
+#pragma unroll
+    for (int n = 0; n < 16; ++n) {
+      o[n * 8] = acc[4 * n + 2 * i] * a.scale;
+      o[n * 8 + 1] = acc[4 * n + 2 * i + 1] * a.scale;
+    }
+  }
+#else
+  __trap();
+#endif
+}
+
 }  // namespace
 
 bool backward_dkdv_wgmma_usable(int head_dim) {
@@ -263,6 +368,19 @@ bool backward_dkdv_wgmma_usable(int head_dim) {
     return major == 9 && minor == 0;  // the build targets sm_90a (CMakeLists.txt)
   }();
   return device_ok;
+}
+
+void launch_backward_dq_wgmma(const BwdTile* tiles, int n_tiles, const BwdArgs& a, void* stream) {
+  if (n_tiles == 0) return;
+  static std::atomic<bool> opted_in[64];
+  int dev = 0;
+  cudaGetDevice(&dev);
+  if (dev < 0 || dev >= 64 || !opted_in[dev]) {
+    cudaFuncSetAttribute(attn_bwd_dq_wgmma, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kDqSmemBytes));
+    if (dev >= 0 && dev < 64) opted_in[dev] = true;
+  }
+  attn_bwd_dq_wgmma<<<n_tiles, 128, kDqSmemBytes, static_cast<cudaStream_t>(stream)>>>(tiles, a);
+  check_last_launch("attention backward (dq; wgmma)");
 }
 
 void launch_backward_dkdv_wgmma(const BwdTile* tiles, int n_tiles, const BwdArgs& a, void* stream) {
