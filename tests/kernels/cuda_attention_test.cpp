@@ -336,13 +336,15 @@ TEST(CudaAttention, ForwardLayoutsAgreeBitwise) {
     const char* name;
     gpu::attn::Tuning t;
   };
-  auto tune = [](int warps, int pipe, int wide) {
+  auto tune = [](int warps, int pipe, int wide, int wgmma = -1) {
     gpu::attn::Tuning t;
-    t.fwd_warps = warps, t.fwd_pipe = pipe, t.fwd_wide = wide;
+    t.fwd_warps = warps, t.fwd_pipe = pipe, t.fwd_wide = wide, t.fwd_wgmma = wgmma;
     return t;
   };
+  // "128 rows" with the defaults is the wgmma kernel for head_dim 128 on an sm_90 device.
   const std::vector<Layout> layouts = {
-      {"128 rows, 4 warps of 32", tune(8, -1, -1)},
+      {"128 rows (wgmma where it applies)", tune(8, -1, -1)},
+      {"128 rows, 4 warps of 32", tune(8, -1, -1, 0)},
       {"128 rows, 8 warps of 16, overlapped", tune(8, -1, 0)},
       {"128 rows, 8 warps of 16", tune(8, 0, 0)},
       {"64 rows, 4 warps, overlapped", tune(4, -1, -1)},

@@ -81,17 +81,22 @@ std::vector<Result> run_cuda(const Options& opt) {
     const std::string shape = fmt::format("[{}x{}] 16/8 hd128", n_train, T);
     struct FwdVariant {
       const char* suffix;
-      int warps, pipe, wide;
+      int warps, pipe, wide, wgmma;
     };
+    const bool fwd_wgmma = gpu::attn::forward_wgmma_usable(kHd);
     for (const FwdVariant& v :
-         {FwdVariant{"", 0, -1, -1}, FwdVariant{"_w8_16rows", 0, -1, 0},
-          FwdVariant{"_w8_16rows_nopipe", 0, 0, 0}, FwdVariant{"_w4", 4, -1, -1}}) {
+         {FwdVariant{"", 0, -1, -1, -1}, FwdVariant{"_w8_32rows_mma", 0, -1, -1, 0},
+          FwdVariant{"_w8_16rows", 0, -1, 0, -1}, FwdVariant{"_w8_16rows_nopipe", 0, 0, 0, -1},
+          FwdVariant{"_w4", 4, -1, -1, -1}}) {
       gpu::attn::tuning().fwd_warps = v.warps;  // "": the drivers' choice
       gpu::attn::tuning().fwd_pipe = v.pipe;
       gpu::attn::tuning().fwd_wide = v.wide;
+      gpu::attn::tuning().fwd_wgmma = v.wgmma;
+      const bool on_wgmma = fwd_wgmma && v.warps != 4 && v.wide != 0 && v.wgmma != 0;
       const double sec = gpu::time_median_s(fwd, 2, reps) / kCalls;
       out.push_back({fmt::format("attn_fwd_train{}", v.suffix), "BF16", shape, sec, bytes, flops,
-                     fmt::format("{:.1f} TFLOP/s causal (mma.sync)", flops / sec / 1e12)});
+                     fmt::format("{:.1f} TFLOP/s causal ({})", flops / sec / 1e12,
+                                 on_wgmma ? "wgmma" : "mma.sync")});
     }
     gpu::attn::tuning() = gpu::attn::Tuning{};
     fwd();

@@ -36,54 +36,21 @@
 #include "qarl/kernels/cuda/attention_internal.h"
 #include "qarl/kernels/cuda/attention_mma.cuh"
 #include "qarl/kernels/cuda/launch.h"
+#include "qarl/kernels/cuda/attention_wgmma.cuh"
 #include "qarl/kernels/cuda/wgmma_ptx.cuh"
 
 namespace qarl::kernels::gpu::attn {
 namespace {
 
-constexpr int kD = 128, kKeys = 64, kCols = kTileRows;
+using wg::kD;
+using wg::wgmma_rs_n128;
+constexpr int kKeys = 64, kCols = kTileRows;
 constexpr int kMatBytes = kKeys * kD * 2;  // one 64 x 128 bf16 matrix: 16 KiB
-constexpr int kBlockBytes = kMatBytes / 2;  // one 64-column block of it: 8 KiB
 static_assert(kCols == kKeys, "the Q / dO tiles and the K / V blocks share one layout");
 constexpr size_t kSmemBytes = 1024 /* alignment */ + size_t(kMatBytes) * 6 + 2 * kCols * sizeof(float2) +
                               kCols * sizeof(int);
 
-// Byte offset of 16-byte chunk `chunk` (0..15: head_dim 8*chunk ..) of row `row`.
-__device__ __forceinline__ int swizzled(int row, int chunk) {
-  return (chunk >> 3) * kBlockBytes + row * 128 + (((chunk & 7) ^ (row & 7)) << 4);
-}
 
-#if QARL_HAS_WGMMA
-// D(64 x 128) += A(64 x 16, registers: mma.sync's A fragment per warp) B(16 x 128, N-major).
-__device__ __forceinline__ void wgmma_rs_n128(float (&d)[64], const uint32_t (&a)[4], uint64_t desc_b) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
-      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
-      "{%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]),
-        "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]),
-        "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]),
-        "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),
-        "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]),
-        "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]),
-        "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]),
-        "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b));
-}
-
-// Descriptor of an N-major B operand: k16 rows starting at `smem`, N spanning both 64-column
-// blocks (leading byte offset: the block stride; stride byte offset: 8 rows).
-__device__ __forceinline__ uint64_t desc_nmajor(const void* smem) {
-  const uint64_t addr = static_cast<uint64_t>(__cvta_generic_to_shared(smem));
-  return ((addr & 0x3FFFF) >> 4) | (uint64_t(kBlockBytes >> 4) << 16) | (uint64_t(1024 >> 4) << 32) |
-         (uint64_t(1) << 62);
-}
-#endif
 
 __global__ void __launch_bounds__(128, 1) attn_bwd_dkdv_wgmma(const BwdTile* __restrict__ tiles, const BwdArgs a) {
 #if QARL_HAS_WGMMA
@@ -113,8 +80,8 @@ __global__ void __launch_bounds__(128, 1) attn_bwd_dkdv_wgmma(const BwdTile* __r
     const int r = c >> 4, ch = c & 15, key = key_first + r;
     const bool ok = key < t.T;  // keys past the sequence: zeros (masked below)
     const int64_t off = int64_t(ok ? key : 0) * a.kv_stride + ch * 8;
-    copy8(reinterpret_cast<uint16_t*>(ks + swizzled(r, ch)), kbase + off, ok, a.vec_kv, a.k);
-    copy8(reinterpret_cast<uint16_t*>(vs + swizzled(r, ch)), vbase + off, ok, a.vec_kv, a.v);
+    copy8(reinterpret_cast<uint16_t*>(ks + wg::swizzled<kKeys>(r, ch)), kbase + off, ok, a.vec_kv, a.k);
+    copy8(reinterpret_cast<uint16_t*>(vs + wg::swizzled<kKeys>(r, ch)), vbase + off, ok, a.vec_kv, a.v);
   }
   auto load_tile = [&](int qt, int st) {
     uint8_t* qs = stage0 + st * 2 * kMatBytes;
@@ -124,8 +91,8 @@ __global__ void __launch_bounds__(128, 1) attn_bwd_dkdv_wgmma(const BwdTile* __r
       const bool ok = cl < n_cols && p < t.T;
       const int64_t row = int64_t(t.q_row0) + (ok ? p : 0);
       const int64_t hc = int64_t(t.kv_head * group + cl % group) * kD + ch * 8;
-      copy8(reinterpret_cast<uint16_t*>(qs + swizzled(cl, ch)), a.q + row * a.q_stride + hc, ok, a.vec_q, a.q);
-      copy8(reinterpret_cast<uint16_t*>(dos + swizzled(cl, ch)), a.dout + row * a.o_stride + hc, ok, a.vec_do,
+      copy8(reinterpret_cast<uint16_t*>(qs + wg::swizzled<kKeys>(cl, ch)), a.q + row * a.q_stride + hc, ok, a.vec_q, a.q);
+      copy8(reinterpret_cast<uint16_t*>(dos + wg::swizzled<kKeys>(cl, ch)), a.dout + row * a.o_stride + hc, ok, a.vec_do,
             a.dout);
     }
     float2* stats = stat_stage + st * kCols;
@@ -170,13 +137,11 @@ __global__ void __launch_bounds__(128, 1) attn_bwd_dkdv_wgmma(const BwdTile* __r
     wgmma::fence();
 #pragma unroll
     for (int kk = 0; kk < kD / 16; ++kk) {
-      const int off = (kk >> 2) * kBlockBytes + (kk & 3) * 32;
-      wgmma::wgmma_m64n64k16(s, wgmma::desc_sw128(ks + off), wgmma::desc_sw128(qs + off));
+      wgmma::wgmma_m64n64k16(s, wg::desc_kmajor<kKeys>(ks, 0, kk), wg::desc_kmajor<kKeys>(qs, 0, kk));
     }
 #pragma unroll
     for (int kk = 0; kk < kD / 16; ++kk) {
-      const int off = (kk >> 2) * kBlockBytes + (kk & 3) * 32;
-      wgmma::wgmma_m64n64k16(dp, wgmma::desc_sw128(vs + off), wgmma::desc_sw128(dos + off));
+      wgmma::wgmma_m64n64k16(dp, wg::desc_kmajor<kKeys>(vs, 0, kk), wg::desc_kmajor<kKeys>(dos, 0, kk));
     }
     wgmma::commit();
     wgmma::wait<0>();
@@ -227,9 +192,9 @@ __global__ void __launch_bounds__(128, 1) attn_bwd_dkdv_wgmma(const BwdTile* __r
     wgmma::fence_operand(dk);
     wgmma::fence();
 #pragma unroll
-    for (int j = 0; j < 4; ++j) wgmma_rs_n128(dv, pf[j], desc_nmajor(dos + j * 16 * 128));
+    for (int j = 0; j < 4; ++j) wgmma_rs_n128(dv, pf[j], wg::desc_nmajor<kKeys>(dos, 16 * j));
 #pragma unroll
-    for (int j = 0; j < 4; ++j) wgmma_rs_n128(dk, dsf[j], desc_nmajor(qs + j * 16 * 128));
+    for (int j = 0; j < 4; ++j) wgmma_rs_n128(dk, dsf[j], wg::desc_nmajor<kKeys>(qs, 16 * j));
     wgmma::commit();
     wgmma::wait<0>();
     wgmma::fence_operand(dv);
@@ -293,7 +258,7 @@ __global__ void __launch_bounds__(128, 4) attn_bwd_dq_wgmma(const BwdTile* __res
     for (int c = tid; c < kKeyBlock * 16; c += 128) {
       const int r = c >> 4, ch = c & 15, key = kb * kKeyBlock + r;
       const bool ok = key <= last_pos;  // later keys: zeros
-      copy8(reinterpret_cast<uint16_t*>(ks + swizzled(r, ch)), kbase + int64_t(ok ? key : 0) * a.kv_stride + ch * 8,
+      copy8(reinterpret_cast<uint16_t*>(ks + wg::swizzled<kKeys>(r, ch)), kbase + int64_t(ok ? key : 0) * a.kv_stride + ch * 8,
             ok, a.vec_kv, a.k);
     }
     for (int c = tid; c < kKeyBlock * (kTileRows / 8); c += 128) {
@@ -331,9 +296,9 @@ __global__ void __launch_bounds__(128, 4) attn_bwd_dq_wgmma(const BwdTile* __res
     wgmma::fence();
     if (steps == 4) {
 #pragma unroll
-      for (int c = 0; c < 4; ++c) wgmma_rs_n128(acc, af[c], desc_nmajor(ks + c * 16 * 128));
+      for (int c = 0; c < 4; ++c) wgmma_rs_n128(acc, af[c], wg::desc_nmajor<kKeys>(ks, 16 * c));
     } else {
-      for (int c = 0; c < steps; ++c) wgmma_rs_n128(acc, af[c], desc_nmajor(ks + c * 16 * 128));
+      for (int c = 0; c < steps; ++c) wgmma_rs_n128(acc, af[c], wg::desc_nmajor<kKeys>(ks, 16 * c));
     }
     wgmma::commit();
     wgmma::wait<0>();
@@ -358,16 +323,17 @@ __global__ void __launch_bounds__(128, 4) attn_bwd_dq_wgmma(const BwdTile* __res
 
 }  // namespace
 
-bool backward_dkdv_wgmma_usable(int head_dim) {
-  if (head_dim != kD) return false;
-  static const bool device_ok = [] {
+bool backward_dkdv_wgmma_usable(int head_dim) { return head_dim == kD && wg::device_is_sm90(); }
+
+bool wg::device_is_sm90() {
+  static const bool ok = [] {
     int dev = 0, major = 0, minor = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) return false;
     cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
     cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
-    return major == 9 && minor == 0;  // the build targets sm_90a (CMakeLists.txt)
+    return major == 9 && minor == 0;
   }();
-  return device_ok;
+  return ok;
 }
 
 void launch_backward_dq_wgmma(const BwdTile* tiles, int n_tiles, const BwdArgs& a, void* stream) {

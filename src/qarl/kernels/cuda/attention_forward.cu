@@ -314,8 +314,12 @@ void launch_forward_tiles(const Tile* tiles, int n_tiles, int tile_warps, const 
   auto st = static_cast<cudaStream_t>(stream);
   const int w = tile_warps;
   if (w == 8 && tuning().fwd_wide != 0) {
-    launch_forward_wide(tiles, n_tiles, q, q_stride, kv, group, scale_log2, out, out_stride,
-                        lse, st);
+    if (tuning().fwd_wgmma != 0 && forward_wgmma_usable(kv.head_dim))
+      launch_forward_wgmma(tiles, n_tiles, q, q_stride, kv, group, scale_log2, out, out_stride,
+                           lse, st);
+    else
+      launch_forward_wide(tiles, n_tiles, q, q_stride, kv, group, scale_log2, out, out_stride,
+                          lse, st);
     check_last_launch("attention forward");
     return;
   }

@@ -20,6 +20,7 @@ struct Tuning {
   int fwd_warps = 0;   // 4 or 8 warps (tiles of 64 or 128 (query row, head) pairs)
   int fwd_pipe = -1;   // 0: the forward without the next block's Q K^T overlapped
   int fwd_wide = -1;   // 0: tiles of 128 by 8 warps of 16 rows, not 4 warps of 32
+  int fwd_wgmma = -1;  // 0: the tiles of 128 on mma.sync even where the wgmma kernel applies
   int dkdv_warps = 0;  // 4 or 8 warps (64 or 128 keys per CTA)
   int dkdv_wgmma = -1; // 0: the mma.sync dk/dv kernel even where the wgmma one applies; 1 / -1: wgmma where it applies
   int dq_wgmma = -1;   // the same for the dq kernel
@@ -40,6 +41,11 @@ struct Tile {
 void launch_forward_tiles(const Tile* tiles, int n_tiles, int tile_warps, const bf16* q,
                           int64_t q_stride, const PagedKV& kv, int group, float scale,
                           bf16* out, int64_t out_stride, float* lse, void* stream);
+// The tiles of 128 on wgmma (attention_forward_wgmma.cu): head_dim 128, an sm_90 device.
+bool forward_wgmma_usable(int head_dim);
+void launch_forward_wgmma(const Tile* tiles, int n_tiles, const bf16* q, int64_t q_stride,
+                          const PagedKV& kv, int group, float scale_log2, bf16* out,
+                          int64_t out_stride, float* lse, cudaStream_t stream);
 void launch_forward_wide(const Tile* tiles, int n_tiles, const bf16* q, int64_t q_stride,
                          const PagedKV& kv, int group, float scale_log2, bf16* out,
                          int64_t out_stride, float* lse, cudaStream_t stream);
