@@ -85,8 +85,7 @@ std::vector<Result> run_cuda(const Options& opt) {
     };
     const bool fwd_wgmma = gpu::attn::forward_wgmma_usable(kHd);
     for (const FwdVariant& v :
-         {FwdVariant{"", 0, -1, -1, -1}, FwdVariant{"_wgmma_1cta", 0, -1, -1, 1},
-          FwdVariant{"_w8_32rows_mma", 0, -1, -1, 0},
+         {FwdVariant{"", 0, -1, -1, -1}, FwdVariant{"_w8_32rows_mma", 0, -1, -1, 0},
           FwdVariant{"_w8_16rows", 0, -1, 0, -1}, FwdVariant{"_w8_16rows_nopipe", 0, 0, 0, -1},
           FwdVariant{"_w4", 4, -1, -1, -1}}) {
       gpu::attn::tuning().fwd_warps = v.warps;  // "": the drivers' choice

@@ -112,52 +112,41 @@ __global__ void __launch_bounds__(128, 1) attn_bwd_dkdv_wgmma(const BwdTile* __r
 #pragma unroll
   for (int i = 0; i < 64; ++i) dk[i] = dv[i] = 0.0f;
 
-  // S^T, dP^T into s, dp from stage st (zeroed first: every chain starts at +0, as mma.sync's).
-  float s[32], dp[32];
-  auto issue_s_dp = [&](int st) {
-    const uint8_t* qs = stage0 + st * 2 * kMatBytes;
-    const uint8_t* dos = qs + kMatBytes;
-#pragma unroll
-    for (int kk = 0; kk < kD / 16; ++kk)
-      wgmma::wgmma_m64n64k16(s, wg::desc_kmajor<kKeys>(ks, 0, kk), wg::desc_kmajor<kKeys>(qs, 0, kk));
-#pragma unroll
-    for (int kk = 0; kk < kD / 16; ++kk)
-      wgmma::wgmma_m64n64k16(dp, wg::desc_kmajor<kKeys>(vs, 0, kk), wg::desc_kmajor<kKeys>(dos, 0, kk));
-  };
-  auto zero_s_dp = [&] {
-#pragma unroll
-    for (int i = 0; i < 32; ++i) s[i] = dp[i] = 0.0f;
-    wgmma::fence_operand(s);
-    wgmma::fence_operand(dp);
-  };
-
-  // Software pipeline: tile qt+1's S^T and dP^T are issued right behind tile qt's dV and dK,
-  // so the tensor cores run both groups back to back; the softmax gradient of tile qt+1 then
-  // runs while tile qt+2's copies land. Stage st = (qt - qt0) & 1 holds tile qt.
-  load_tile(qt0, 0);  // one group with the K/V copies above
-  if (qt0 + 1 < n_qt) {
-    load_tile(qt0 + 1, 1);
-    cp_async_wait<1>();
-  } else {
-    cp_async_wait<0>();
-  }
-  wgmma::fence_proxy_async();  // this thread's smem writes (cp.async, st.shared) -> wgmma reads
-  __syncthreads();
-  zero_s_dp();
-  wgmma::fence();
-  issue_s_dp(0);
-  wgmma::commit();
-  wgmma::wait<0>();
-  wgmma::fence_operand(s);
-  wgmma::fence_operand(dp);
-
+  load_tile(qt0, 0);
   for (int qt = qt0; qt < n_qt; ++qt) {
     const int st = (qt - qt0) & 1;
+    if (qt + 1 < n_qt) {
+      load_tile(qt + 1, st ^ 1);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    wgmma::fence_proxy_async();  // this thread's smem writes (cp.async, st.shared) -> wgmma reads
+    __syncthreads();
     const uint8_t* qs = stage0 + st * 2 * kMatBytes;
     const uint8_t* dos = qs + kMatBytes;
     const float2* stats = stat_stage + st * kCols;
     const int pos0 = qt * rpt;
     bf16* ds_row = ds_row0 + int64_t(qt) * ds_qt;
+
+    float s[32], dp[32];
+#pragma unroll
+    for (int i = 0; i < 32; ++i) s[i] = dp[i] = 0.0f;
+    wgmma::fence_operand(s);
+    wgmma::fence_operand(dp);
+    wgmma::fence();
+#pragma unroll
+    for (int kk = 0; kk < kD / 16; ++kk) {
+      wgmma::wgmma_m64n64k16(s, wg::desc_kmajor<kKeys>(ks, 0, kk), wg::desc_kmajor<kKeys>(qs, 0, kk));
+    }
+#pragma unroll
+    for (int kk = 0; kk < kD / 16; ++kk) {
+      wgmma::wgmma_m64n64k16(dp, wg::desc_kmajor<kKeys>(vs, 0, kk), wg::desc_kmajor<kKeys>(dos, 0, kk));
+    }
+    wgmma::commit();
+    wgmma::wait<0>();
+    wgmma::fence_operand(s);
+    wgmma::fence_operand(dp);
 
     // P^T, dS^T (the mma.sync kernel's softmax_grad, per element): accumulator i = 4n + e is
     // key warp_key0 + g + 8 * (e >> 1), column 8n + 2tq + (e & 1).
@@ -183,7 +172,8 @@ __global__ void __launch_bounds__(128, 1) attn_bwd_dkdv_wgmma(const BwdTile* __r
         dsf[n >> 1][(n & 1) * 2 + 1] = pack_bf16(d[2], d[3]);
       }
     };
-    // Unmasked when every column is valid and at or after every key of the warpgroup.
+    // Unmasked when every column is valid and at or after every key of the warpgroup
+    // (uniform across the warpgroup: the wgmma below needs all four warps).
     if (n_cols == kCols && pos0 + rpt - 1 < t.T && key_first + kKeys - 1 <= pos0)
       softmax_grad(std::false_type{});
     else
@@ -198,14 +188,6 @@ __global__ void __launch_bounds__(128, 1) attn_bwd_dkdv_wgmma(const BwdTile* __r
       w1[4] = dsf[j][3];
     }
 
-    // Tile qt+1's copies (the only group in flight) landed, for every thread. After the last
-    // tile the S^T, dP^T issued below read a stale (or never filled) stage and are unused:
-    // one tile's worth of extra products per CTA, against branches around the wgmma chains
-    // (which cost register moves and waits in every iteration).
-    cp_async_wait<0>();
-    wgmma::fence_proxy_async();
-    __syncthreads();
-    zero_s_dp();
     wgmma::fence_operand(dv);
     wgmma::fence_operand(dk);
     wgmma::fence();
@@ -213,15 +195,11 @@ __global__ void __launch_bounds__(128, 1) attn_bwd_dkdv_wgmma(const BwdTile* __r
     for (int j = 0; j < 4; ++j) wgmma_rs_n128(dv, pf[j], wg::desc_nmajor<kKeys>(dos, 16 * j));
 #pragma unroll
     for (int j = 0; j < 4; ++j) wgmma_rs_n128(dk, dsf[j], wg::desc_nmajor<kKeys>(qs, 16 * j));
-    issue_s_dp(st ^ 1);
     wgmma::commit();
     wgmma::wait<0>();
     wgmma::fence_operand(dv);
     wgmma::fence_operand(dk);
-    wgmma::fence_operand(s);
-    wgmma::fence_operand(dp);
-    __syncthreads();  // every warp is done with stage st (operands and stats): refill it
-    if (qt + 2 < n_qt) load_tile(qt + 2, st);
+    __syncthreads();  // this stage is refilled by the next iteration's prefetch
   }
 
 #pragma unroll

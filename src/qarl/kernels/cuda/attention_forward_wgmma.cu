@@ -8,8 +8,8 @@
 // over the row's four lanes (the wgmma accumulator layout is mma.sync's C fragment per n8
 // block, so a thread holds the same elements of its rows), O += P V as the ascending k16 chain
 // over the block's keys. A wgmma k16 step gives mma.sync's bits (bench/gpu/wgmma_probe.cu,
-// wgmma_forms_probe.cu). Both warpgroups go through every block of the tile, so a row that
-// ends earlier sees wholly masked blocks (correction 1, P = 0: no bit changes), as the
+// wgmma_forms_probe.cu). A warpgroup goes on through the blocks up to its last row's, so a row
+// that ends earlier sees wholly masked blocks (correction 1, P = 0: no bit changes), as the
 // wide kernel's second m16 tile does. CudaAttention.ForwardLayoutsAgreeBitwise and
 // BatchInvariantBitwise check it against the mma.sync kernels.
 //
@@ -37,10 +37,7 @@ constexpr int kRows = 128, kThreads = 256;
 constexpr int kKvBytes = kKeyBlock * kD * 2;  // one K or V block: 16 KiB
 constexpr size_t kSmemBytes = 1024 + size_t(kRows) * kD * 2 + 4 * size_t(kKvBytes);
 
-// kMinBlocks CTAs per SM: 1 (160 registers) or 2 (128 registers, some spilled); the bench
-// times both (attn_fwd_train vs attn_fwd_train_wgmma_1cta).
-template <int kMinBlocks>
-__global__ void __launch_bounds__(kThreads, kMinBlocks)
+__global__ void __launch_bounds__(kThreads, 1)
     attn_fwd_wgmma(const Tile* __restrict__ tiles, const bf16* __restrict__ q, int64_t q_stride, PagedKV kv,
                    int group, float scale_log2, bf16* __restrict__ out, int64_t out_stride,
                    float* __restrict__ lse) {
@@ -66,6 +63,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
   }
   const int last_pos = t.first_pos + t.n_rows - 1;
   const int n_kb = last_pos / kKeyBlock + 1;
+  // Blocks the warpgroup goes through: up to its last valid row's (uniform over its warps).
+  const int wg_last_m = min(wgi * 64 + 63, n_m - 1);
+  const int wg_kb = wg_last_m >= wgi * 64 ? (t.first_pos + wg_last_m / group) / kKeyBlock + 1 : 0;
 
   {  // the Q tile: row m = (query row m / group, head m % group of the group); zeros past n_m
     const bool vec = reinterpret_cast<uintptr_t>(q) % 16 == 0 && q_stride % 8 == 0;
@@ -156,62 +156,50 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
     }
   };
 
-  // S = Q K^T of a stage's K block into s (zeroed first: every chain starts at +0).
-  float s[32];
-  auto issue_s = [&](int stage) {
-    const uint8_t* ks = kv_stages + stage * 2 * kKvBytes;
-#pragma unroll
-    for (int i = 0; i < 32; ++i) s[i] = 0.0f;
-    wgmma::fence_operand(s);
-    wgmma::fence();
-#pragma unroll
-    for (int kk = 0; kk < kD / 16; ++kk)
-      wgmma::wgmma_m64n64k16(s, wg::desc_kmajor<kRows>(qs, wgi * 64, kk), wg::desc_kmajor<kKeyBlock>(ks, 0, kk));
-  };
-
-  // Software pipeline: block kb+1's S is issued right behind block kb's O += P V, so the
-  // tensor cores run both back to back; the softmax of block kb+1 then runs while block
-  // kb+2's copies land. Both warpgroups go through every block of the tile, so no branch sits
-  // around the wgmma chains.
-  load_block(0, 0);  // with the Q tile's copies
-  if (n_kb > 1) {
-    load_block(1, 1);
-    cp_async_wait<1>();
-  } else {
-    cp_async_wait<0>();
-  }
-  wgmma::fence_proxy_async();
-  __syncthreads();
-  issue_s(0);
-  wgmma::commit();
-  wgmma::wait<0>();
-  wgmma::fence_operand(s);
-  // Blocks before open_kb need no mask for this warp's 16 rows (attention_forward.cu).
-  const int open_kb = (t.first_pos + row_base / group + 1) / kKeyBlock;
+  load_block(0, 0);
   for (int kb = 0; kb < n_kb; ++kb) {
-    const int stage = kb & 1;
-    uint32_t pf[kKeyBlock / 16][4];
-    if (kb < open_kb)
-      softmax(std::false_type{}, kb, s, pf);
-    else
-      softmax(std::true_type{}, kb, s, pf);
-    // Block kb+1's copies (the only group in flight) landed for every thread. After the last
-    // block the S issued below reads a stale stage and is unused.
-    cp_async_wait<0>();
+    if (kb + 1 < n_kb) {
+      load_block(kb + 1, (kb + 1) & 1);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
     wgmma::fence_proxy_async();
     __syncthreads();
-    wgmma::fence_operand(o);
-    issue_s(stage ^ 1);  // its wgmma::fence also orders o's rescale and pf before the P V chain
-    // O += P V, 16-key chunks in increasing order.
-    const uint8_t* vs = kv_stages + stage * 2 * kKvBytes + kKvBytes;
+    if (kb < wg_kb) {  // uniform over the warpgroup
+      const uint8_t* ks = kv_stages + (kb & 1) * 2 * kKvBytes;
+      const uint8_t* vs = ks + kKvBytes;
+      uint32_t pf[kKeyBlock / 16][4];
+      {
+        float s[32];
 #pragma unroll
-    for (int j = 0; j < kKeyBlock / 16; ++j) wg::wgmma_rs_n128(o, pf[j], wg::desc_nmajor<kKeyBlock>(vs, 16 * j));
-    wgmma::commit();
-    wgmma::wait<0>();
-    wgmma::fence_operand(o);
-    wgmma::fence_operand(s);
-    __syncthreads();  // every warp is done with this stage: refill it
-    if (kb + 2 < n_kb) load_block(kb + 2, stage);
+        for (int i = 0; i < 32; ++i) s[i] = 0.0f;
+        wgmma::fence_operand(s);
+        wgmma::fence();
+#pragma unroll
+        for (int kk = 0; kk < kD / 16; ++kk)
+          wgmma::wgmma_m64n64k16(s, wg::desc_kmajor<kRows>(qs, wgi * 64, kk),
+                                 wg::desc_kmajor<kKeyBlock>(ks, 0, kk));
+        wgmma::commit();
+        wgmma::wait<0>();
+        wgmma::fence_operand(s);
+        // Blocks before open_kb need no mask for this warp's 16 rows (attention_forward.cu).
+        const int open_kb = (t.first_pos + row_base / group + 1) / kKeyBlock;
+        if (kb < open_kb)
+          softmax(std::false_type{}, kb, s, pf);
+        else
+          softmax(std::true_type{}, kb, s, pf);
+      }
+      // O += P V, 16-key chunks in increasing order.
+      wgmma::fence_operand(o);
+      wgmma::fence();
+#pragma unroll
+      for (int j = 0; j < kKeyBlock / 16; ++j) wg::wgmma_rs_n128(o, pf[j], wg::desc_nmajor<kKeyBlock>(vs, 16 * j));
+      wgmma::commit();
+      wgmma::wait<0>();
+      wgmma::fence_operand(o);
+    }
+    __syncthreads();  // this stage is refilled by the next iteration's prefetch
   }
 
 #pragma unroll
@@ -239,20 +227,15 @@ bool forward_wgmma_usable(int head_dim) { return head_dim == kD && wg::device_is
 void launch_forward_wgmma(const Tile* tiles, int n_tiles, const bf16* q, int64_t q_stride, const PagedKV& kv,
                           int group, float scale_log2, bf16* out, int64_t out_stride, float* lse,
                           cudaStream_t st) {
-  auto go = [&](auto kernel, std::atomic<bool>* opted_in) {
-    int dev = 0;  // > 48 KiB of dynamic shared memory: opt in once per device
-    cudaGetDevice(&dev);
-    if (dev < 0 || dev >= 64 || !opted_in[dev]) {
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmemBytes));
-      if (dev >= 0 && dev < 64) opted_in[dev] = true;
-    }
-    kernel<<<n_tiles, kThreads, kSmemBytes, st>>>(tiles, q, q_stride, kv, group, scale_log2, out, out_stride, lse);
-  };
-  static std::atomic<bool> opted_in1[64], opted_in2[64];
-  if (tuning().fwd_wgmma == 1)
-    go(attn_fwd_wgmma<1>, opted_in1);
-  else
-    go(attn_fwd_wgmma<2>, opted_in2);
+  static std::atomic<bool> opted_in[64];  // > 48 KiB of dynamic shared memory: once per device
+  int dev = 0;
+  cudaGetDevice(&dev);
+  if (dev < 0 || dev >= 64 || !opted_in[dev]) {
+    cudaFuncSetAttribute(attn_fwd_wgmma, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmemBytes));
+    if (dev >= 0 && dev < 64) opted_in[dev] = true;
+  }
+  attn_fwd_wgmma<<<n_tiles, kThreads, kSmemBytes, st>>>(tiles, q, q_stride, kv, group, scale_log2, out,
+                                                        out_stride, lse);
 }
 
 }  // namespace qarl::kernels::gpu::attn

@@ -20,8 +20,7 @@ struct Tuning {
   int fwd_warps = 0;   // 4 or 8 warps (tiles of 64 or 128 (query row, head) pairs)
   int fwd_pipe = -1;   // 0: the forward without the next block's Q K^T overlapped
   int fwd_wide = -1;   // 0: tiles of 128 by 8 warps of 16 rows, not 4 warps of 32
-  int fwd_wgmma = -1;  // 0: the tiles of 128 on mma.sync even where the wgmma kernel applies;
-                       // 1: the wgmma kernel at one CTA per SM (default -1: two)
+  int fwd_wgmma = -1;  // 0: the tiles of 128 on mma.sync even where the wgmma kernel applies
   int dkdv_warps = 0;  // 4 or 8 warps (64 or 128 keys per CTA)
   int dkdv_wgmma = -1; // 0: the mma.sync dk/dv kernel even where the wgmma one applies; 1 / -1: wgmma where it applies
   int dq_wgmma = -1;   // the same for the dq kernel
