@@ -125,7 +125,6 @@ std::vector<Result> run_cuda(const Options& opt) {
     for (const BwdVariant& v :
          {BwdVariant{"", 0, 0, -1, -1, false}, BwdVariant{"_mma", 0, 0, 0, 0, false},
           BwdVariant{"_mma_dq", 0, 0, -1, 0, false}, BwdVariant{"_dkdv_w8", 8, 0, -1, -1, false},
-          BwdVariant{"_dkdv_w8_no_dq", 8, 0, -1, -1, true}, BwdVariant{"_mma_dkdv_w8", 8, 0, 0, -1, false},
           BwdVariant{"_dq_w8", 0, 8, -1, -1, false}, BwdVariant{"_no_dq", 0, 0, -1, -1, true},
           BwdVariant{"_mma_no_dq", 0, 0, 0, 0, true}}) {
       gpu::attn::tuning().dkdv_warps = v.dkdv_warps;
@@ -133,7 +132,7 @@ std::vector<Result> run_cuda(const Options& opt) {
       gpu::attn::tuning().dkdv_wgmma = v.dkdv_wgmma;
       gpu::attn::tuning().dq_wgmma = v.dq_wgmma;
       gpu::attn::tuning().bwd_skip_dq = v.skip_dq;
-      const bool dkdv_on_wgmma = wgmma && v.dkdv_wgmma != 0;
+      const bool dkdv_on_wgmma = wgmma && v.dkdv_wgmma != 0 && v.dkdv_warps != 8;
       const bool dq_on_wgmma = wgmma && v.dq_wgmma != 0 && v.dq_warps != 8;
       const double sec = gpu::time_median_s(bwd, 1, std::max(3, reps / 4)) / kCalls;
       out.push_back({fmt::format("attn_bwd_train{}", v.suffix), "BF16", shape, sec, bwd_bytes,

@@ -141,8 +141,8 @@ void attention_backward(const std::vector<AttnSegment>& segs,
   a.vec_do = aligned(dout, 16) && o_stride % 8 == 0;
   a.vec_kv = aligned(k, 16) && aligned(v, 16) && kv_stride % 8 == 0;
   attn::launch_backward_stats(a, D, stream);
-  if (attn::tuning().dkdv_wgmma != 0 && attn::backward_dkdv_wgmma_usable(D))
-    attn::launch_backward_dkdv_wgmma(d_tiles, int(dkv_tiles.size()), dkv_warps, a, stream);
+  if (dkv_warps == 4 && attn::tuning().dkdv_wgmma != 0 && attn::backward_dkdv_wgmma_usable(D))
+    attn::launch_backward_dkdv_wgmma(d_tiles, int(dkv_tiles.size()), a, stream);
   else
     attn::launch_backward_dkdv(d_tiles, int(dkv_tiles.size()), dkv_warps, a, D, stream);
   if (!attn::tuning().bwd_skip_dq) {

@@ -44,65 +44,59 @@ namespace {
 
 using wg::kD;
 using wg::wgmma_rs_n128;
-constexpr int kKeys = 64, kCols = kTileRows;  // keys per warpgroup; (row, head) columns per tile
+constexpr int kKeys = 64, kCols = kTileRows;
 constexpr int kMatBytes = kKeys * kD * 2;  // one 64 x 128 bf16 matrix: 16 KiB
 static_assert(kCols == kKeys, "the Q / dO tiles and the K / V blocks share one layout");
-template <int kWG>
-constexpr size_t dkdv_smem_bytes() {  // K, V of the CTA's keys; 2 stages x (Q, dO); stats; columns
-  return 1024 /* alignment */ + size_t(kMatBytes) * (2 * kWG + 4) + 2 * kCols * sizeof(float2) +
-         kCols * sizeof(int);
-}
+constexpr size_t kSmemBytes = 1024 /* alignment */ + size_t(kMatBytes) * 6 + 2 * kCols * sizeof(float2) +
+                              kCols * sizeof(int);
 
-// kWG warpgroups per CTA, 64 keys each (the 4- or 8-warp tiles: 64 or 128 keys per CTA),
-// sharing the Q / dO tiles' copies.
-template <int kWG>
-__global__ void __launch_bounds__(128 * kWG, 1) attn_bwd_dkdv_wgmma(const BwdTile* __restrict__ tiles, const BwdArgs a) {
+
+
+__global__ void __launch_bounds__(128, 1) attn_bwd_dkdv_wgmma(const BwdTile* __restrict__ tiles, const BwdArgs a) {
 #if QARL_HAS_WGMMA
-  constexpr int kCtaKeys = kKeys * kWG, kThreads = 128 * kWG;
   extern __shared__ uint4 smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   uint8_t* ks = smem;
-  uint8_t* vs = ks + kWG * kMatBytes;
-  uint8_t* stage0 = vs + kWG * kMatBytes;  // stage st: Q at stage0 + st * 2 * kMatBytes, dO after it
+  uint8_t* vs = ks + kMatBytes;
+  uint8_t* stage0 = vs + kMatBytes;  // stage st: Q at stage0 + st * 2 * kMatBytes, dO after it
   float2* stat_stage = reinterpret_cast<float2*>(stage0 + 4 * kMatBytes);
   int* col_row = reinterpret_cast<int*>(stat_stage + 2 * kCols);
 
   const BwdTile t = tiles[blockIdx.x];
-  const int tid = threadIdx.x, wgi = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
-  const int g = lane >> 2, tq = lane & 3;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tq = lane & 3;
   const int group = a.group, H = a.n_heads;
   const int rpt = kCols / group, n_cols = rpt * group;
-  const int key_first = t.block * kCtaKeys, wg_key0 = key_first + wgi * kKeys, warp_key0 = wg_key0 + warp * 16;
+  const int key_first = t.block * kKeys, warp_key0 = key_first + warp * 16;
   const int n_qt = (t.T + rpt - 1) / rpt, qt0 = key_first / rpt;
   const int64_t ds_qt = int64_t((t.T + kKeyBlock - 1) / kKeyBlock) * kDsTile;
   bf16* ds_row0 = a.ds + t.ds_off + int64_t(warp_key0 / kKeyBlock) * kDsTile +
                   (warp_key0 % kKeyBlock + g) * kCols + 2 * tq;
 
-  for (int c = tid; c < kCols; c += kThreads) col_row[c] = c < n_cols ? c / group : (1 << 29);
+  for (int c = tid; c < kCols; c += 128) col_row[c] = c < n_cols ? c / group : (1 << 29);
 
   const bf16* kbase = a.k + t.kv_row0 * a.kv_stride + int64_t(t.kv_head) * kD;
   const bf16* vbase = a.v + t.kv_row0 * a.kv_stride + int64_t(t.kv_head) * kD;
-  for (int c = tid; c < kCtaKeys * 16; c += kThreads) {
+  for (int c = tid; c < kKeys * 16; c += 128) {
     const int r = c >> 4, ch = c & 15, key = key_first + r;
     const bool ok = key < t.T;  // keys past the sequence: zeros (masked below)
     const int64_t off = int64_t(ok ? key : 0) * a.kv_stride + ch * 8;
-    copy8(reinterpret_cast<uint16_t*>(ks + wg::swizzled<kCtaKeys>(r, ch)), kbase + off, ok, a.vec_kv, a.k);
-    copy8(reinterpret_cast<uint16_t*>(vs + wg::swizzled<kCtaKeys>(r, ch)), vbase + off, ok, a.vec_kv, a.v);
+    copy8(reinterpret_cast<uint16_t*>(ks + wg::swizzled<kKeys>(r, ch)), kbase + off, ok, a.vec_kv, a.k);
+    copy8(reinterpret_cast<uint16_t*>(vs + wg::swizzled<kKeys>(r, ch)), vbase + off, ok, a.vec_kv, a.v);
   }
   auto load_tile = [&](int qt, int st) {
     uint8_t* qs = stage0 + st * 2 * kMatBytes;
     uint8_t* dos = qs + kMatBytes;
-    for (int c = tid; c < kCols * 16; c += kThreads) {
+    for (int c = tid; c < kCols * 16; c += 128) {
       const int cl = c >> 4, ch = c & 15, p = qt * rpt + cl / group;
       const bool ok = cl < n_cols && p < t.T;
       const int64_t row = int64_t(t.q_row0) + (ok ? p : 0);
       const int64_t hc = int64_t(t.kv_head * group + cl % group) * kD + ch * 8;
-      copy8(reinterpret_cast<uint16_t*>(qs + wg::swizzled<kCols>(cl, ch)), a.q + row * a.q_stride + hc, ok, a.vec_q, a.q);
-      copy8(reinterpret_cast<uint16_t*>(dos + wg::swizzled<kCols>(cl, ch)), a.dout + row * a.o_stride + hc, ok, a.vec_do,
+      copy8(reinterpret_cast<uint16_t*>(qs + wg::swizzled<kKeys>(cl, ch)), a.q + row * a.q_stride + hc, ok, a.vec_q, a.q);
+      copy8(reinterpret_cast<uint16_t*>(dos + wg::swizzled<kKeys>(cl, ch)), a.dout + row * a.o_stride + hc, ok, a.vec_do,
             a.dout);
     }
     float2* stats = stat_stage + st * kCols;
-    for (int c = tid; c < kCols; c += kThreads) {
+    for (int c = tid; c < kCols; c += 128) {
       const int p = qt * rpt + c / group;
       const bool ok = c < n_cols && p < t.T;
       const int64_t i = (int64_t(t.q_row0) + (ok ? p : 0)) * H + t.kv_head * group + c % group;
@@ -143,11 +137,11 @@ __global__ void __launch_bounds__(128 * kWG, 1) attn_bwd_dkdv_wgmma(const BwdTil
     wgmma::fence();
 #pragma unroll
     for (int kk = 0; kk < kD / 16; ++kk) {
-      wgmma::wgmma_m64n64k16(s, wg::desc_kmajor<kCtaKeys>(ks, wgi * kKeys, kk), wg::desc_kmajor<kCols>(qs, 0, kk));
+      wgmma::wgmma_m64n64k16(s, wg::desc_kmajor<kKeys>(ks, 0, kk), wg::desc_kmajor<kKeys>(qs, 0, kk));
     }
 #pragma unroll
     for (int kk = 0; kk < kD / 16; ++kk) {
-      wgmma::wgmma_m64n64k16(dp, wg::desc_kmajor<kCtaKeys>(vs, wgi * kKeys, kk), wg::desc_kmajor<kCols>(dos, 0, kk));
+      wgmma::wgmma_m64n64k16(dp, wg::desc_kmajor<kKeys>(vs, 0, kk), wg::desc_kmajor<kKeys>(dos, 0, kk));
     }
     wgmma::commit();
     wgmma::wait<0>();
@@ -180,7 +174,7 @@ __global__ void __launch_bounds__(128 * kWG, 1) attn_bwd_dkdv_wgmma(const BwdTil
     };
     // Unmasked when every column is valid and at or after every key of the warpgroup
     // (uniform across the warpgroup: the wgmma below needs all four warps).
-    if (n_cols == kCols && pos0 + rpt - 1 < t.T && wg_key0 + kKeys - 1 <= pos0)
+    if (n_cols == kCols && pos0 + rpt - 1 < t.T && key_first + kKeys - 1 <= pos0)
       softmax_grad(std::false_type{});
     else
       softmax_grad(std::true_type{});
@@ -198,9 +192,9 @@ __global__ void __launch_bounds__(128 * kWG, 1) attn_bwd_dkdv_wgmma(const BwdTil
     wgmma::fence_operand(dk);
     wgmma::fence();
 #pragma unroll
-    for (int j = 0; j < 4; ++j) wgmma_rs_n128(dv, pf[j], wg::desc_nmajor<kCols>(dos, 16 * j));
+    for (int j = 0; j < 4; ++j) wgmma_rs_n128(dv, pf[j], wg::desc_nmajor<kKeys>(dos, 16 * j));
 #pragma unroll
-    for (int j = 0; j < 4; ++j) wgmma_rs_n128(dk, dsf[j], wg::desc_nmajor<kCols>(qs, 16 * j));
+    for (int j = 0; j < 4; ++j) wgmma_rs_n128(dk, dsf[j], wg::desc_nmajor<kKeys>(qs, 16 * j));
     wgmma::commit();
     wgmma::wait<0>();
     wgmma::fence_operand(dv);
@@ -355,22 +349,16 @@ void launch_backward_dq_wgmma(const BwdTile* tiles, int n_tiles, const BwdArgs& 
   check_last_launch("attention backward (dq; wgmma)");
 }
 
-void launch_backward_dkdv_wgmma(const BwdTile* tiles, int n_tiles, int warps, const BwdArgs& a, void* stream) {
+void launch_backward_dkdv_wgmma(const BwdTile* tiles, int n_tiles, const BwdArgs& a, void* stream) {
   if (n_tiles == 0) return;
-  auto go = [&](auto kernel, size_t smem, int threads, std::atomic<bool>* opted_in) {
-    int dev = 0;  // > 48 KiB of dynamic shared memory: opt in once per device
-    cudaGetDevice(&dev);
-    if (dev < 0 || dev >= 64 || !opted_in[dev]) {
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-      if (dev >= 0 && dev < 64) opted_in[dev] = true;
-    }
-    kernel<<<n_tiles, threads, smem, static_cast<cudaStream_t>(stream)>>>(tiles, a);
-  };
-  static std::atomic<bool> opted_in1[64], opted_in2[64];
-  if (warps == 8)
-    go(attn_bwd_dkdv_wgmma<2>, dkdv_smem_bytes<2>(), 256, opted_in2);
-  else
-    go(attn_bwd_dkdv_wgmma<1>, dkdv_smem_bytes<1>(), 128, opted_in1);
+  static std::atomic<bool> opted_in[64];  // > 48 KiB of dynamic shared memory: once per device
+  int dev = 0;
+  cudaGetDevice(&dev);
+  if (dev < 0 || dev >= 64 || !opted_in[dev]) {
+    cudaFuncSetAttribute(attn_bwd_dkdv_wgmma, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmemBytes));
+    if (dev >= 0 && dev < 64) opted_in[dev] = true;
+  }
+  attn_bwd_dkdv_wgmma<<<n_tiles, 128, kSmemBytes, static_cast<cudaStream_t>(stream)>>>(tiles, a);
   check_last_launch("attention backward (dk, dv; wgmma)");
 }
 

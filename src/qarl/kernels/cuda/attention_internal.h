@@ -94,13 +94,11 @@ struct BwdArgs {
 void launch_backward_stats(const BwdArgs& a, int head_dim, void* stream);
 void launch_backward_dkdv(const BwdTile* tiles, int n_tiles, int warps, const BwdArgs& a,
                           int head_dim, void* stream);
-// The dk/dv and dq kernels on wgmma (attention_backward_wgmma.cu): head_dim 128, an sm_90
-// device; dk/dv on the 4- or 8-warp tiles (one or two warpgroups of 64 keys), dq on the
-// 4-warp tiles (one query tile per CTA); the same results as launch_backward_dkdv /
-// launch_backward_dq.
+// The dk/dv and dq kernels on wgmma (attention_backward_wgmma.cu): head_dim 128, the 4-warp
+// tiles (64 keys, one query tile per CTA), an sm_90 device; the same results as
+// launch_backward_dkdv / launch_backward_dq.
 bool backward_dkdv_wgmma_usable(int head_dim);
-void launch_backward_dkdv_wgmma(const BwdTile* tiles, int n_tiles, int warps, const BwdArgs& a,
-                                void* stream);
+void launch_backward_dkdv_wgmma(const BwdTile* tiles, int n_tiles, const BwdArgs& a, void* stream);
 void launch_backward_dq_wgmma(const BwdTile* tiles, int n_tiles, const BwdArgs& a, void* stream);
 void launch_backward_dq(const BwdTile* tiles, int n_tiles, int warps, const BwdArgs& a,
                         int head_dim, void* stream);
