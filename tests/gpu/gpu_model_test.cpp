@@ -332,6 +332,7 @@ TEST(GpuModel, CudaZeroThenBackwardOverwritesAndAccumulates) {
 // on a second stream would need this too (tried 2026-11-29: the weight products beside the
 // data-gradient chain left the H200 step at 95.7 ms vs 94.9, the memory-bound kernels
 // slowing by as much as the products hid).
+// Also: the weight-gradient products on the side stream (set_backward_overlap) change no bit.
 TEST(GpuModel, CudaBackwardIsReproducibleBitwise) {
   SKIP_WITHOUT_GPU();
   const uint64_t seed = test::fresh_seed();
@@ -354,10 +355,18 @@ TEST(GpuModel, CudaBackwardIsReproducibleBitwise) {
       if (n != "model.embed_tokens.weight") out[n] = gg.of(n).to_f32_vector();
     return out;
   };
+  // Twice with the weight-gradient products on the second stream (the default), once without:
+  // the same bits every time.
+  ASSERT_TRUE(gpu::backward_overlap());
   const auto a = grads(), b = grads();
+  gpu::set_backward_overlap(false);
+  const auto c = grads();
+  gpu::set_backward_overlap(true);
   for (const auto& [n, v] : a) {
     ASSERT_EQ(v.size(), b.at(n).size()) << n;
-    EXPECT_EQ(0, std::memcmp(v.data(), b.at(n).data(), 4 * v.size())) << n;
+    EXPECT_EQ(0, std::memcmp(v.data(), b.at(n).data(), 4 * v.size())) << n << " (run to run)";
+    ASSERT_EQ(v.size(), c.at(n).size()) << n;
+    EXPECT_EQ(0, std::memcmp(v.data(), c.at(n).data(), 4 * v.size())) << n << " (overlap on vs off)";
   }
 }
 

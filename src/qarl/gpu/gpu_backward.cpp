@@ -1,7 +1,10 @@
 // The GPU model's backward (the hand-written CPU backward of qarl/model/train.cpp, op for op),
 // in mixed precision: bf16 into and out of the GEMMs, fp32 residual gradient, fp32 parameter
 // gradients accumulated by cuBLAS.
+#include <atomic>
 #include <cmath>
+#include <map>
+#include <mutex>
 
 #include <cuda_runtime.h>
 
@@ -22,7 +25,44 @@ Tensor dev(Shape s, DType t) { return Tensor::empty(std::move(s), t, Device::CUD
 const kg::bf16* B(const Tensor& t) { return static_cast<const kg::bf16*>(t.data()); }
 kg::bf16* Bm(const Tensor& t) { return static_cast<kg::bf16*>(t.data()); }
 float* F(const Tensor& t) { return static_cast<float*>(t.data()); }
+
+std::atomic<bool> g_overlap{true};
+
+void ck(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw runtime_err("GPU backward: {} failed: {}", what, cudaGetErrorString(e));
+}
+
+// The buffers the weight-gradient products read that the main stream later rewrites.
+enum SideBuf { kDlogits, kDx16, kDgu, kDx16o, kDqkv16, kNumSideBufs };
+
+// The second stream of backward() and its events, one set per device, created on first use
+// and never destroyed (like the cuBLAS handles). The main stream is the legacy default one
+// (nullptr), which a non-blocking stream does not synchronize with implicitly.
+struct SideStream {
+  cudaStream_t stream = nullptr;
+  cudaEvent_t to_side = nullptr;            // main -> side: the next product's inputs are written
+  cudaEvent_t done[kNumSideBufs] = {};      // side -> main: the last product reading a buffer is done
+  cudaEvent_t join = nullptr;               // side -> main: every weight gradient is written
+};
+SideStream& side_stream() {
+  static std::mutex mu;
+  static auto* sides = new std::map<int, SideStream>;
+  int dev = 0;
+  ck(cudaGetDevice(&dev), "cudaGetDevice");
+  std::lock_guard<std::mutex> lock(mu);
+  SideStream& s = (*sides)[dev];
+  if (!s.stream) {
+    ck(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+    ck(cudaEventCreateWithFlags(&s.to_side, cudaEventDisableTiming), "cudaEventCreateWithFlags");
+    for (cudaEvent_t& e : s.done) ck(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreateWithFlags");
+    ck(cudaEventCreateWithFlags(&s.join, cudaEventDisableTiming), "cudaEventCreateWithFlags");
+  }
+  return s;
+}
 }  // namespace
+
+void set_backward_overlap(bool on) { g_overlap = on; }
+bool backward_overlap() { return g_overlap; }
 
 GpuGrads::GpuGrads(const GpuModel& m) {
   const auto& c = m.config();
@@ -142,6 +182,24 @@ void backward(GpuModel& m, TrainState& st, const std::vector<std::vector<float>>
   if (d_logprobs.size() != st.segs.size())
     throw err("GPU backward: {} gradient rows for {} sequences", d_logprobs.size(), st.segs.size());
   G.apply_clip_scale();  // accumulating onto clipped gradients: make the clip real first
+  // The weight-gradient products (dW = dY^T X) feed nothing but the optimizer: with overlap on
+  // they go to a second stream (ws), where they run beside the memory-bound kernels of the
+  // data-gradient path instead of after them. Events order them: main -> side before each
+  // product (its dY is written), side -> main before main rewrites a dY buffer, and a join at
+  // the end. The activations and dY buffers they read stay alive until the join.
+  SideStream* side = backward_overlap() ? &side_stream() : nullptr;
+  void* ws = side ? static_cast<void*>(side->stream) : nullptr;
+  auto to_side = [&] {
+    if (!side) return;
+    ck(cudaEventRecord(side->to_side, nullptr), "cudaEventRecord");
+    ck(cudaStreamWaitEvent(side->stream, side->to_side, 0), "cudaStreamWaitEvent");
+  };
+  auto done_reading = [&](SideBuf b) {
+    if (side) ck(cudaEventRecord(side->done[b], side->stream), "cudaEventRecord");
+  };
+  auto before_write = [&](SideBuf b) {  // (an event never recorded is complete)
+    if (side) ck(cudaStreamWaitEvent(nullptr, side->done[b], 0), "cudaStreamWaitEvent");
+  };
   // After zero(): the weight-gradient products overwrite (beta = 0) instead of adding
   // (with no rows there is no product to overwrite: clear them now).
   if (R == 0) G.materialize_zero();
@@ -165,14 +223,20 @@ void backward(GpuModel& m, TrainState& st, const std::vector<std::vector<float>>
                                F(st.lse_out), F(d_g), Elem::BF16, dlogits.data(), V, nullptr);
   st.logits = Tensor();
   Tensor& dlm = c.tie_word_embeddings ? G.embed : G.lm_head;
-  kg::gemm_backward_weight(R, V, H, B(dlogits), V, B(st.hf), H, F(dlm), H, add, nullptr);
+  to_side();
+  kg::gemm_backward_weight(R, V, H, B(dlogits), V, B(st.hf), H, F(dlm), H, add, ws);
+  done_reading(kDlogits);
   Tensor dhf = dev({R, H}, DType::F32);
   kg::gemm_backward_data(R, V, H, B(dlogits), V, B(m.lm_head_bf16()), H, Elem::F32, F(dhf), H, false, nullptr);
-  dlogits = Tensor();
+  if (!side) dlogits = Tensor();
   section("bwd.norm");
   Tensor dx = dev({R, H}, DType::F32);
-  // Every hidden norm's backward also leaves dx in bf16 (dx16), the input of the next product.
-  Tensor dx16 = dev({R, H}, DType::BF16);
+  // Every hidden norm's backward also leaves dx in bf16, the input of the next product: dx16
+  // from the final and input norms (into the down projection), dx16o from the post-attention
+  // norms (into the o projection); two buffers, so that each is rewritten a layer after its
+  // weight-gradient product read it.
+  Tensor dx16 = dev({R, H}, DType::BF16), dx16o = dev({R, H}, DType::BF16);
+  before_write(kDx16);
   kg::launch_rmsnorm_backward(Elem::F32, F(dhf), H, Elem::F32, F(st.x_final), H, F(m.final_norm()),
                               F(st.rstd_f), R, 1, int(H), F(dx), H, false, F(G.final_norm), nullptr,
                               Bm(dx16));
@@ -191,22 +255,31 @@ void backward(GpuModel& m, TrainState& st, const std::vector<std::vector<float>>
     GpuGrads::Layer& GL = G.layers[size_t(l)];
     // ---- MLP: x += down(silu(gate) * up)(norm2(x_mid)) ----
     section("bwd.gemm.down");
-    kg::gemm_backward_weight(R, H, I, B(dx16), H, B(A.act), I, F(GL.down), I, add, nullptr);
+    to_side();
+    kg::gemm_backward_weight(R, H, I, B(dx16), H, B(A.act), I, F(GL.down), I, add, ws);
+    done_reading(kDx16);
     kg::gemm_backward_data(R, H, I, B(dx16), H, B(L.w_down), I, Elem::BF16, dact.data(), I, false, nullptr);
     section("bwd.swiglu");
+    before_write(kDgu);
     kg::launch_swiglu_backward(B(dact), B(A.gu), R, I, Bm(dgu), nullptr);
     section("bwd.gemm.gate_up");
-    kg::gemm_backward_weight(R, 2 * I, H, B(dgu), 2 * I, B(A.h2), H, F(GL.gu), H, add, nullptr);
+    to_side();
+    kg::gemm_backward_weight(R, 2 * I, H, B(dgu), 2 * I, B(A.h2), H, F(GL.gu), H, add, ws);
+    done_reading(kDgu);
     kg::gemm_backward_data(R, 2 * I, H, B(dgu), 2 * I, B(L.w_gu), H, Elem::F32, F(dh), H, false, nullptr);
     section("bwd.norm");
+    before_write(kDx16o);
     kg::launch_rmsnorm_backward(Elem::F32, F(dh), H, Elem::F32, F(A.x_mid), H, F(L.post_norm), F(A.rstd2),
-                                R, 1, int(H), F(dx), H, true, F(GL.post_norm), nullptr, Bm(dx16));
-    A.act = A.gu = A.h2 = A.x_mid = Tensor();
+                                R, 1, int(H), F(dx), H, true, F(GL.post_norm), nullptr, Bm(dx16o));
+    A.gu = A.x_mid = Tensor();
+    if (!side) A.act = A.h2 = Tensor();  // else read by the side stream: freed after the join
     // ---- attention: x += o(attn(q, k, v)) (+ o bias) ----
     section("bwd.gemm.o");
     if (L.o_bias.defined()) kg::launch_bias_backward(Elem::F32, F(dx), R, H, H, F(GL.o_bias), nullptr);
-    kg::gemm_backward_weight(R, H, qd, B(dx16), H, B(A.attn), qd, F(GL.o), qd, add, nullptr);
-    kg::gemm_backward_data(R, H, qd, B(dx16), H, B(L.w_o), qd, Elem::BF16, dattn.data(), qd, false, nullptr);
+    to_side();
+    kg::gemm_backward_weight(R, H, qd, B(dx16o), H, B(A.attn), qd, F(GL.o), qd, add, ws);
+    done_reading(kDx16o);
+    kg::gemm_backward_data(R, H, qd, B(dx16o), H, B(L.w_o), qd, Elem::BF16, dattn.data(), qd, false, nullptr);
     section("bwd.attention");
     kg::attention_backward(st.segs, kv_first, B(A.qkv16), W, B(A.k), B(A.v), kd, B(A.attn), B(dattn), qd,
                            F(A.lse), nh, nkv, hd, scale, F(dqkv), W, F(dqkv) + qd, F(dqkv) + qd + kd, W,
@@ -214,6 +287,7 @@ void backward(GpuModel& m, TrainState& st, const std::vector<std::vector<float>>
     // Back through the K/V quantizers (straight-through, or clipped at amax), RoPE and the
     // q/k norms, into bf16 for the projection's products (one kernel, qkv_prep.cu).
     section("bwd.qk_norm_rope");
+    before_write(kDqkv16);
     const auto& kq = m.k_quantizers()[size_t(l)];
     const auto& vq = m.v_quantizers()[size_t(l)];
     const bool qn = c.qk_norm;
@@ -227,17 +301,25 @@ void backward(GpuModel& m, TrainState& st, const std::vector<std::vector<float>>
     // Without q/k norms dqkv now holds the projection's gradient in fp32 (the bias's).
     if (L.qkv_bias.defined()) kg::launch_bias_backward(Elem::F32, F(dqkv), R, W, W, F(GL.qkv_bias), nullptr);
     section("bwd.gemm.qkv");
-    kg::gemm_backward_weight(R, W, H, B(dqkv16), W, B(A.h1), H, F(GL.qkv), H, add, nullptr);
+    to_side();
+    kg::gemm_backward_weight(R, W, H, B(dqkv16), W, B(A.h1), H, F(GL.qkv), H, add, ws);
+    done_reading(kDqkv16);
     kg::gemm_backward_data(R, W, H, B(dqkv16), W, B(L.w_qkv), H, Elem::F32, F(dh), H, false, nullptr);
     section("bwd.norm");
+    before_write(kDx16);
     kg::launch_rmsnorm_backward(Elem::F32, F(dh), H, Elem::F32, F(A.x_in), H, F(L.input_norm), F(A.rstd1),
                                 R, 1, int(H), F(dx), H, true, F(GL.input_norm), nullptr, Bm(dx16));
-    A = LayerActs{};
+    if (!side) A = LayerActs{};  // else freed after the join
     kg::check_last_launch("GPU model backward layer");
   }
   section("bwd.embedding");
   kg::launch_embedding_backward(F(dx), H, st.tokens.data_as<int32_t>(), R, F(G.embed), nullptr);
   kg::check_last_launch("GPU model backward embedding");
+  if (side) {  // every weight gradient is written before main goes on (clip, AdamW, frees)
+    ck(cudaEventRecord(side->join, side->stream), "cudaEventRecord");
+    ck(cudaStreamWaitEvent(nullptr, side->join, 0), "cudaStreamWaitEvent");
+    kg::check_last_launch("GPU model backward (weight gradients)");
+  }
   st.layers.clear();
   st.x_final = st.hf = st.rstd_f = Tensor();
 }

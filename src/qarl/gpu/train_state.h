@@ -76,6 +76,12 @@ std::vector<std::vector<float>> forward_train(GpuModel& m,
                                               float temperature, TrainState& st);
 
 // d_logprobs[s][t] = dLoss/dlogprobs[s][t]; accumulates into `grads`.
+// Whether backward() issues the weight-gradient products on a second stream, overlapping
+// them with the memory-bound kernels of the data-gradient path (default on; the results are
+// the same bits either way: the same products on the same inputs, ordered by events).
+void set_backward_overlap(bool on);
+bool backward_overlap();
+
 void backward(GpuModel& m, TrainState& st, const std::vector<std::vector<float>>& d_logprobs,
               GpuGrads& grads);
 
