@@ -8,7 +8,8 @@
 // plainly in the PTX manual, so this tries the two readings and reports which one computes
 // A B (fp64 reference) and whether it equals the mma.sync chain bitwise.
 //
-// Build here:  nvcc -std=c++20 -O2 -gencode arch=compute_90a,code=sm_90a -I src bench/gpu/wgmma_forms_probe.cu -o wgmma_forms_probe
+// Built by CMake in CUDA builds (build/bench/wgmma_forms_probe), or by hand:
+//   nvcc -std=c++20 -O2 -gencode arch=compute_90a,code=sm_90a -I src -I . bench/gpu/wgmma_forms_probe.cu -o wgmma_forms_probe
 // Run there:   ./wgmma_forms_probe   (exit 0: a reading works and is bitwise mma.sync's)
 #include <cuda_runtime.h>
 
@@ -19,21 +20,15 @@
 #include <random>
 #include <vector>
 
+#include "bench/gpu/probe_util.h"
 #include "qarl/kernels/cuda/mma_ptx.cuh"
+#include "qarl/kernels/cuda/attention_wgmma.cuh"
 #include "qarl/kernels/cuda/wgmma_ptx.cuh"
 
 namespace {
 namespace wg = qarl::kernels::gpu::wgmma;
 constexpr int kM = 64, kK = 64, kN = 128;  // A 64 x 64 (registers), B 64 x 128 (N-major)
 
-__device__ __forceinline__ void wgmma_m64n128k16_rs_nmajor(float (&d)[64], const uint32_t (&a)[4], uint64_t desc_b) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
-      "{%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b));
-}
 
 __device__ uint32_t dpair(const uint16_t* p) { return uint32_t(p[0]) | (uint32_t(p[1]) << 16); }
 
@@ -84,7 +79,7 @@ __global__ void wgmma_rs_nmajor(const uint16_t* A, const uint16_t* B, float* C, 
     desc |= uint64_t((lbo & 0x3FFFF) >> 4) << 16;
     desc |= uint64_t((sbo & 0x3FFFF) >> 4) << 32;
     desc |= uint64_t(1) << 62;
-    wgmma_m64n128k16_rs_nmajor(d, a, desc);
+    qarl::kernels::gpu::attn::wg::wgmma_rs_n128(d, a, desc);
   }
   wg::commit();
   wg::wait<0>();
@@ -95,18 +90,6 @@ __global__ void wgmma_rs_nmajor(const uint16_t* A, const uint16_t* B, float* C, 
   }
 }
 
-uint16_t to_bf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  u += 0x7fff + ((u >> 16) & 1);
-  return uint16_t(u >> 16);
-}
-double from_bf16(uint16_t h) {
-  const uint32_t u = uint32_t(h) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
 }  // namespace
 
 int main() {
@@ -127,8 +110,8 @@ int main() {
       std::normal_distribution<float> nd;
       std::uniform_real_distribution<float> ud(0.f, 1.f);
       std::vector<uint16_t> A(kM * kK), B(kK * kN);
-      for (auto& x : A) x = to_bf16(trial % 2 ? nd(rng) : std::ldexp(1.f + ud(rng), int(rng() % 41) - 20) * ((rng() & 1) ? -1.f : 1.f));
-      for (auto& x : B) x = to_bf16(nd(rng));
+      for (auto& x : A) x = probe::to_bf16(trial % 2 ? nd(rng) : std::ldexp(1.f + ud(rng), int(rng() % 41) - 20) * ((rng() & 1) ? -1.f : 1.f));
+      for (auto& x : B) x = probe::to_bf16(nd(rng));
       cudaMemcpy(dA, A.data(), A.size() * 2, cudaMemcpyHostToDevice);
       cudaMemcpy(dB, B.data(), B.size() * 2, cudaMemcpyHostToDevice);
       cudaMemset(dR, 0xff, kM * kN * 4);
@@ -147,7 +130,7 @@ int main() {
         for (int j = 0; j < kN; ++j) {
           double ref = 0, mag = 0;
           for (int k = 0; k < kK; ++k) {
-            const double p = from_bf16(A[i * kK + k]) * from_bf16(B[k * kN + j]);
+            const double p = probe::from_bf16(A[i * kK + k]) * probe::from_bf16(B[k * kN + j]);
             ref += p;
             mag += std::fabs(p);
           }

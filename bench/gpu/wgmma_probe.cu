@@ -6,8 +6,8 @@
 // device, on inputs chosen to expose alignment, truncation and rounding differences, and
 // checks both against an fp64 reference (which also validates the wgmma operand layout).
 //
-// Build (here, no GPU needed) and run (on the H200):
-//   nvcc -std=c++20 -O2 -gencode arch=compute_90a,code=sm_90a -I src bench/gpu/wgmma_probe.cu -o wgmma_probe
+// Built by CMake in CUDA builds (build/bench/wgmma_probe), or by hand (no GPU needed):
+//   nvcc -std=c++20 -O2 -gencode arch=compute_90a,code=sm_90a -I src -I . bench/gpu/wgmma_probe.cu -o wgmma_probe
 //   ./wgmma_probe            # prints a table; exit 0 = bitwise equal everywhere, 1 = not, 2 = error
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -19,6 +19,7 @@
 #include <random>
 #include <vector>
 
+#include "bench/gpu/probe_util.h"
 #include "qarl/kernels/cuda/mma_ptx.cuh"
 #include "qarl/kernels/cuda/wgmma_ptx.cuh"
 
@@ -94,18 +95,6 @@ __global__ void wgmma_chain_kernel(const uint16_t* A, const uint16_t* W, float* 
   }
 }
 
-uint16_t to_bf16(float f) {  // RNE, finite inputs
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  u += 0x7fff + ((u >> 16) & 1);
-  return uint16_t(u >> 16);
-}
-double from_bf16(uint16_t h) {
-  uint32_t u = uint32_t(h) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
 
 // Input families: each stresses a different part of a dot-product unit.
 const char* const kFamilies[] = {
@@ -133,14 +122,7 @@ float draw(int family, std::mt19937_64& rng, int row, int k) {
   }
 }
 
-#define CK(x)                                                                     \
-  do {                                                                            \
-    cudaError_t e_ = (x);                                                         \
-    if (e_ != cudaSuccess) {                                                      \
-      std::fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e_));               \
-      std::exit(2);                                                               \
-    }                                                                             \
-  } while (0)
+#define CK(x) probe::check((x), #x)
 
 template <int N>
 int run(int trials) {
@@ -160,9 +142,9 @@ int run(int trials) {
       std::mt19937_64 rng(1000003ull * f + 7919ull * t + N);
       std::vector<uint16_t> A(kM * kK), W(size_t(N) * kK);
       for (int i = 0; i < kM; ++i)
-        for (int k = 0; k < kK; ++k) A[i * kK + k] = to_bf16(draw(f, rng, i, k));
+        for (int k = 0; k < kK; ++k) A[i * kK + k] = probe::to_bf16(draw(f, rng, i, k));
       for (int j = 0; j < N; ++j)
-        for (int k = 0; k < kK; ++k) W[j * kK + k] = to_bf16(draw(f == 6 ? 0 : f, rng, j, k));
+        for (int k = 0; k < kK; ++k) W[j * kK + k] = probe::to_bf16(draw(f == 6 ? 0 : f, rng, j, k));
       CK(cudaMemcpy(dA, A.data(), A.size() * 2, cudaMemcpyHostToDevice));
       CK(cudaMemcpy(dW, W.data(), W.size() * 2, cudaMemcpyHostToDevice));
       CK(cudaMemset(dC1, 0xff, kM * N * 4));
@@ -178,7 +160,7 @@ int run(int trials) {
         for (int j = 0; j < N; ++j) {
           double ref = 0, mag = 0;
           for (int k = 0; k < kK; ++k) {
-            const double p = from_bf16(A[i * kK + k]) * from_bf16(W[j * kK + k]);
+            const double p = probe::from_bf16(A[i * kK + k]) * probe::from_bf16(W[j * kK + k]);
             ref += p;
             mag += std::fabs(p);
           }

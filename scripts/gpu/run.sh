@@ -73,6 +73,9 @@ if [ -n "${QARL_GPU_PREBUILT:-}" ]; then
     [ -f "$BUILD/$f.gz" ] && gunzip -f "$BUILD/$f.gz"
     [ -x "$BUILD/$f" ] || { note "prebuilt: $BUILD/$f missing"; printf '%s\n' "${summary[@]}"; exit 1; }
   done
+  for f in bench/wgmma_probe bench/wgmma_forms_probe; do  # optional (older stages lack them)
+    [ -f "$BUILD/$f.gz" ] && gunzip -f "$BUILD/$f.gz"
+  done
   # The test binary's baked-in paths are the dev box's; point it at this copy.
   export QARL_TEST_BINARY="$BUILD/qarl" QARL_TEST_DATA_DIR="$ROOT/tests/data" QARL_TEST_SOURCE_DIR="$ROOT"
   export QARL_TEST_REFIT_PEER="$BUILD/tests/refit_peer"
@@ -85,12 +88,20 @@ cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DQARL_ENABLE_CUDA=ON
 rc=$?
 grep -E "qarl:|CUDA|NCCL|Error" "$OUT/configure.log" | head -20
 if [ $rc -ne 0 ]; then tail -40 "$OUT/configure.log"; note "configure: FAILED (rc $rc)"; printf '%s\n' "${summary[@]}"; exit 1; fi
-cmake --build "$BUILD" -j "$JOBS" --target qarl qarl_tests > "$OUT/build.log" 2>&1
+cmake --build "$BUILD" -j "$JOBS" --target qarl qarl_tests refit_peer wgmma_probe wgmma_forms_probe > "$OUT/build.log" 2>&1
 rc=$?
 if [ $rc -ne 0 ]; then grep -E "error|FAILED" "$OUT/build.log" | head -40; note "build: FAILED (rc $rc)"; printf '%s\n' "${summary[@]}"; exit 1; fi
 note "build: ok in $(( $(date +%s) - tb )) s (-j $JOBS)"
 fi
 "$BUILD/qarl" version
+
+# ---- probes: the hardware facts the wgmma kernels rely on (bench/gpu/*_probe.cu) ------------
+for p in wgmma_probe wgmma_forms_probe; do
+  if [ -x "$BUILD/bench/$p" ]; then
+    timeout 60 "$BUILD/bench/$p" > "$OUT/$p.log" 2>&1
+    note "probe $p: rc $?, $(grep -h '^RESULT' "$OUT/$p.log" | head -1)"
+  fi
+done
 
 # ---- tests ------------------------------------------------------------------------------
 if [ "${QARL_GPU_SKIP_TESTS:-0}" != 1 ]; then

@@ -27,11 +27,11 @@ env_prefix="QARL_GPU_DEPS=\$PWD/../gpu-deps/prefix/usr"
 if [ $prebuilt = 1 ]; then
   build="${QARL_STAGE_BUILD:-$here/build-gpu-local}"
   cmake -S "$here" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DQARL_ENABLE_CUDA=ON >/dev/null
-  cmake --build "$build" -j "${QARL_STAGE_JOBS:-2}" --target qarl qarl_tests refit_peer
-  mkdir -p "$dest/prebuilt/tests"
+  cmake --build "$build" -j "${QARL_STAGE_JOBS:-2}" --target qarl qarl_tests refit_peer wgmma_probe wgmma_forms_probe
+  mkdir -p "$dest/prebuilt/tests" "$dest/prebuilt/bench"
   # The binaries travel gzipped (run.sh unpacks them): with .carry/gpu-deps they would pass
   # the 64 MiB carry limit otherwise.
-  for f in qarl tests/qarl_tests tests/refit_peer; do
+  for f in qarl tests/qarl_tests tests/refit_peer bench/wgmma_probe bench/wgmma_forms_probe; do
     cp "$build/$f" "$dest/prebuilt/$f"
     strip --strip-debug "$dest/prebuilt/$f" 2>/dev/null || true
     gzip -1 "$dest/prebuilt/$f"

@@ -128,15 +128,7 @@ std::vector<Result> run_decode(const Options& opt) {
   const io::HFConfig& cfg = bm.cfg;
   std::vector<Result> out;
   const int prompt = 128, gen = opt.quick ? 16 : 128;
-  // The two modes with the weight-gradient products on the side stream (the default), then
-  // fast mode without (model_train_fast_serial_dw: what the overlap buys).
-  struct Run { gpu::GemmMode mode; bool overlap; };
-  for (const Run run : {Run{gpu::GemmMode::kFast, true}, Run{gpu::GemmMode::kExact, true},
-                        Run{gpu::GemmMode::kFast, false}}) {
-    const gpu::GemmMode mode = run.mode;
-    const std::string name = fmt::format("model_train_{}{}", kernels::gpu::gemm_mode_name(mode),
-                                         run.overlap ? "" : "_serial_dw");
-    gpu::set_backward_overlap(run.overlap);
+  for (gpu::GemmMode mode : {gpu::GemmMode::kFast, gpu::GemmMode::kExact}) {
     m.set_gemm_mode(mode);
     const char* mn = kernels::gpu::gemm_mode_name(mode);
     // b1 also without graphs: the launch overhead the graphs remove.

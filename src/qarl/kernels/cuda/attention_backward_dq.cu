@@ -13,13 +13,13 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 
 #include "qarl/kernels/cuda/attention_internal.h"
 #include "qarl/kernels/cuda/attention_mma.cuh"
 #include "qarl/kernels/cuda/launch.h"
+#include "qarl/kernels/cuda/launch_config.cuh"
 
 namespace qarl::kernels::gpu::attn {
 namespace {
@@ -165,14 +165,7 @@ __global__ void __launch_bounds__(WARPS * 32, 16 / WARPS)
 template <int D, int WARPS>
 void launch(const BwdTile* tiles, int n_tiles, const BwdArgs& a, cudaStream_t st) {
   constexpr size_t smem = dq_smem_bytes<D, WARPS>();
-  static std::atomic<bool> opted_in[64];  // > 48 KiB of dynamic shared memory: once per device
-  int dev = 0;
-  cudaGetDevice(&dev);
-  if (dev < 0 || dev >= 64 || !opted_in[dev]) {
-    cudaFuncSetAttribute(attn_bwd_dq<D, WARPS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         int(smem));
-    if (dev >= 0 && dev < 64) opted_in[dev] = true;
-  }
+  opt_in_dynamic_smem<attn_bwd_dq<D, WARPS>>(smem);
   attn_bwd_dq<D, WARPS><<<n_tiles, WARPS * 32, smem, st>>>(tiles, a);
 }
 

@@ -29,13 +29,13 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#include <atomic>
 #include <cstdint>
 #include <type_traits>
 
 #include "qarl/kernels/cuda/attention_internal.h"
 #include "qarl/kernels/cuda/attention_mma.cuh"
 #include "qarl/kernels/cuda/launch.h"
+#include "qarl/kernels/cuda/launch_config.cuh"
 #include "qarl/kernels/cuda/attention_wgmma.cuh"
 #include "qarl/kernels/cuda/wgmma_ptx.cuh"
 
@@ -338,26 +338,14 @@ bool wg::device_is_sm90() {
 
 void launch_backward_dq_wgmma(const BwdTile* tiles, int n_tiles, const BwdArgs& a, void* stream) {
   if (n_tiles == 0) return;
-  static std::atomic<bool> opted_in[64];
-  int dev = 0;
-  cudaGetDevice(&dev);
-  if (dev < 0 || dev >= 64 || !opted_in[dev]) {
-    cudaFuncSetAttribute(attn_bwd_dq_wgmma, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kDqSmemBytes));
-    if (dev >= 0 && dev < 64) opted_in[dev] = true;
-  }
+  opt_in_dynamic_smem<attn_bwd_dq_wgmma>(kDqSmemBytes);
   attn_bwd_dq_wgmma<<<n_tiles, 128, kDqSmemBytes, static_cast<cudaStream_t>(stream)>>>(tiles, a);
   check_last_launch("attention backward (dq; wgmma)");
 }
 
 void launch_backward_dkdv_wgmma(const BwdTile* tiles, int n_tiles, const BwdArgs& a, void* stream) {
   if (n_tiles == 0) return;
-  static std::atomic<bool> opted_in[64];  // > 48 KiB of dynamic shared memory: once per device
-  int dev = 0;
-  cudaGetDevice(&dev);
-  if (dev < 0 || dev >= 64 || !opted_in[dev]) {
-    cudaFuncSetAttribute(attn_bwd_dkdv_wgmma, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmemBytes));
-    if (dev >= 0 && dev < 64) opted_in[dev] = true;
-  }
+  opt_in_dynamic_smem<attn_bwd_dkdv_wgmma>(kSmemBytes);
   attn_bwd_dkdv_wgmma<<<n_tiles, 128, kSmemBytes, static_cast<cudaStream_t>(stream)>>>(tiles, a);
   check_last_launch("attention backward (dk, dv; wgmma)");
 }

@@ -19,7 +19,6 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
@@ -28,6 +27,7 @@
 #include "qarl/kernels/cuda/attention_mma.cuh"
 #include "qarl/kernels/cuda/attention_wgmma.cuh"
 #include "qarl/kernels/cuda/launch.h"
+#include "qarl/kernels/cuda/launch_config.cuh"
 
 namespace qarl::kernels::gpu::attn {
 namespace {
@@ -227,13 +227,7 @@ bool forward_wgmma_usable(int head_dim) { return head_dim == kD && wg::device_is
 void launch_forward_wgmma(const Tile* tiles, int n_tiles, const bf16* q, int64_t q_stride, const PagedKV& kv,
                           int group, float scale_log2, bf16* out, int64_t out_stride, float* lse,
                           cudaStream_t st) {
-  static std::atomic<bool> opted_in[64];  // > 48 KiB of dynamic shared memory: once per device
-  int dev = 0;
-  cudaGetDevice(&dev);
-  if (dev < 0 || dev >= 64 || !opted_in[dev]) {
-    cudaFuncSetAttribute(attn_fwd_wgmma, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmemBytes));
-    if (dev >= 0 && dev < 64) opted_in[dev] = true;
-  }
+  opt_in_dynamic_smem<attn_fwd_wgmma>(kSmemBytes);
   attn_fwd_wgmma<<<n_tiles, kThreads, kSmemBytes, st>>>(tiles, q, q_stride, kv, group, scale_log2, out,
                                                         out_stride, lse);
 }

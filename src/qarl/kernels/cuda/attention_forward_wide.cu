@@ -15,7 +15,6 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
@@ -23,6 +22,7 @@
 #include "qarl/kernels/cuda/attention_internal.h"
 #include "qarl/kernels/cuda/attention_mma.cuh"
 #include "qarl/kernels/cuda/launch.h"
+#include "qarl/kernels/cuda/launch_config.cuh"
 
 namespace qarl::kernels::gpu::attn {
 namespace {
@@ -264,14 +264,7 @@ void launch(const Tile* tiles, int n_tiles, const bf16* q, int64_t q_stride, con
             int group, float scale_log2, bf16* out, int64_t out_stride, float* lse,
             cudaStream_t st) {
   constexpr size_t smem = wide_smem_bytes<D>();
-  static std::atomic<bool> opted_in[64];  // > 48 KiB of dynamic shared memory: once per device
-  int dev = 0;
-  cudaGetDevice(&dev);
-  if (dev < 0 || dev >= 64 || !opted_in[dev]) {
-    cudaFuncSetAttribute(attn_fwd_wide<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         int(smem));
-    if (dev >= 0 && dev < 64) opted_in[dev] = true;
-  }
+  opt_in_dynamic_smem<attn_fwd_wide<D>>(smem);
   attn_fwd_wide<D><<<n_tiles, kThreads, smem, st>>>(tiles, q, q_stride, kv, group, scale_log2,
                                                     out, out_stride, lse);
 }

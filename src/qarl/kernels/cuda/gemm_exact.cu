@@ -97,14 +97,8 @@ __global__ void __launch_bounds__(T::kThreads) gemm_exact_kernel(Args p, bool ac
   extern __shared__ uint4 smem_raw[];
   uint16_t* smem = reinterpret_cast<uint16_t*>(smem_raw);
 
-  // Grouped tile order (8 M-tiles per group): neighbouring CTAs share W and A tiles in L2.
-  constexpr int kGroup = 8;
-  const int pid = int(blockIdx.x);
-  const int group_size = kGroup * p.num_n;
-  const int first_m = (pid / group_size) * kGroup;
-  const int gm = min(p.num_m - first_m, kGroup);
-  const int pid_m = first_m + (pid % group_size) % gm;
-  const int pid_n = (pid % group_size) / gm;
+  int pid_m, pid_n;
+  grouped_tile(int(blockIdx.x), p.num_m, p.num_n, pid_m, pid_n);
   const int64_t m0 = int64_t(pid_m) * T::BM, n0 = int64_t(pid_n) * T::BN;
 
   const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;

@@ -79,12 +79,10 @@ __device__ __forceinline__ void load_frags(LargeFrags<T>& f, uint32_t stage, uin
 // A tiles in L2) -> its first row and column.
 template <class T>
 __device__ __forceinline__ void tile_origin(const Args& p, int t, int64_t& m0, int64_t& n0) {
-  constexpr int kGroup = 8;
-  const int group_size = kGroup * p.num_n;
-  const int first_m = (t / group_size) * kGroup;
-  const int gm = min(p.num_m - first_m, kGroup);
-  m0 = int64_t(first_m + (t % group_size) % gm) * T::BM;
-  n0 = int64_t((t % group_size) / gm) * T::BN;
+  int pid_m, pid_n;
+  grouped_tile(t, p.num_m, p.num_n, pid_m, pid_n);
+  m0 = int64_t(pid_m) * T::BM;
+  n0 = int64_t(pid_n) * T::BN;
 }
 
 template <class T, class OutT>

@@ -34,6 +34,18 @@ using ptx::ldmatrix_x2;
 using ptx::ldmatrix_x4;
 using ptx::mma_bf16;  // the one arithmetic instruction of the product
 
+// Grouped tile order: CTA `pid` of a num_m x num_n grid of tiles takes tile (pid_m, pid_n),
+// walking 8 M-tiles down each column of tiles before the next column, so that neighbouring
+// CTAs share W and A tiles in L2.
+__device__ __forceinline__ void grouped_tile(int pid, int num_m, int num_n, int& pid_m, int& pid_n) {
+  constexpr int kGroup = 8;
+  const int group_size = kGroup * num_n;
+  const int first_m = (pid / group_size) * kGroup;
+  const int gm = min(num_m - first_m, kGroup);
+  pid_m = first_m + (pid % group_size) % gm;
+  pid_n = (pid % group_size) / gm;
+}
+
 // The output rule, per element: C = acc, or C = old + acc (one fp32 add; old from Cin, which
 // is C in place), rounded to OutT (RNE).
 template <class OutT>

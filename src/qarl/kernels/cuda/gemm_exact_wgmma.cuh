@@ -86,14 +86,8 @@ __global__ void __launch_bounds__(WgmmaTile::kThreads, 1)
   uint64_t* bars = reinterpret_cast<uint64_t*>(smem + size_t(T::kStageBytes) * T::kStages);
   const uint32_t full0 = smem_u32(bars), empty0 = smem_u32(bars + T::kStages);
 
-  // Grouped tile order (8 M-tiles per group), as the other exact kernels.
-  constexpr int kGroup = 8;
-  const int pid = int(blockIdx.x);
-  const int group_size = kGroup * p.num_n;
-  const int first_m = (pid / group_size) * kGroup;
-  const int gm = min(p.num_m - first_m, kGroup);
-  const int pid_m = first_m + (pid % group_size) % gm;
-  const int pid_n = (pid % group_size) / gm;
+  int pid_m, pid_n;
+  grouped_tile(int(blockIdx.x), p.num_m, p.num_n, pid_m, pid_n);
   const int64_t m0 = int64_t(pid_m) * T::BM, n0 = int64_t(pid_n) * T::BN;
   const int ktiles = int((p.K + T::BK - 1) / T::BK);
 
