@@ -323,18 +323,7 @@ __global__ void __launch_bounds__(128, 4) attn_bwd_dq_wgmma(const BwdTile* __res
 
 }  // namespace
 
-bool backward_dkdv_wgmma_usable(int head_dim) { return head_dim == kD && wg::device_is_sm90(); }
-
-bool wg::device_is_sm90() {
-  static const bool ok = [] {
-    int dev = 0, major = 0, minor = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess) return false;
-    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
-    return major == 9 && minor == 0;
-  }();
-  return ok;
-}
+bool backward_dkdv_wgmma_usable(int head_dim) { return head_dim == kD && wgmma::device_supported(); }
 
 void launch_backward_dq_wgmma(const BwdTile* tiles, int n_tiles, const BwdArgs& a, void* stream) {
   if (n_tiles == 0) return;

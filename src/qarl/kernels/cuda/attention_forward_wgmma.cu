@@ -222,7 +222,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 }  // namespace
 
-bool forward_wgmma_usable(int head_dim) { return head_dim == kD && wg::device_is_sm90(); }
+bool forward_wgmma_usable(int head_dim) { return head_dim == kD && wgmma::device_supported(); }
 
 void launch_forward_wgmma(const Tile* tiles, int n_tiles, const bf16* q, int64_t q_stride, const PagedKV& kv,
                           int group, float scale_log2, bf16* out, int64_t out_stride, float* lse,

@@ -69,7 +69,5 @@ __device__ __forceinline__ uint64_t desc_nmajor(const uint8_t*, int) { __trap();
 __device__ __forceinline__ void wgmma_rs_n128(float (&)[64], const uint32_t (&)[4], uint64_t) { __trap(); }
 #endif
 
-// Whether this device runs the sm_90a kernels (the build targets sm_90a: CMakeLists.txt).
-bool device_is_sm90();
 
 }  // namespace qarl::kernels::gpu::attn::wg

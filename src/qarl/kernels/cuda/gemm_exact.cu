@@ -246,7 +246,7 @@ Pick pick(int64_t M, int64_t N, int64_t K, bool aligned) {
   if (M <= 16) return kSkinny16;
   if (M <= 32) return kSkinny32;
   if (M <= 64) return ((M + 63) / 64) * ((N + 63) / 64) >= 64 ? kMid : kSkinny64;
-  if (aligned && wgmma_usable() && ((M + 127) / 128) * ((N + 255) / 256) >= 16) return kWgmma;
+  if (aligned && wgmma::device_supported() && ((M + 127) / 128) * ((N + 255) / 256) >= 16) return kWgmma;
   const int64_t tiles = ((M + 127) / 128) * ((N + 127) / 128);
   if (tiles < sm_count()) return kMid;
   return aligned ? kLargeB : kBig;

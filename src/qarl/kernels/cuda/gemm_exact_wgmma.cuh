@@ -250,24 +250,10 @@ inline std::string encode_operand_map(CUtensorMap* map, const uint16_t* base, in
   return r == CUDA_SUCCESS ? std::string() : "cuTensorMapEncodeTiled failed (" + std::to_string(int(r)) + ")";
 }
 
-// Whether this build and device run the wgmma kernel: compiled for sm_90a, on a 9.0 device.
-inline bool wgmma_usable() {
-  static const bool ok = [] {
-    int dev = 0, major = 0, minor = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess) return false;
-    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
-    cudaFuncAttributes attr{};
-    if (cudaFuncGetAttributes(&attr, gemm_exact_wgmma_kernel<float>) != cudaSuccess) return false;
-    return major == 9 && minor == 0 && attr.binaryVersion == 90;
-  }();
-  return ok;
-}
-
 template <class OutT>
 std::string launch_wgmma(Args p, bool accumulate, cudaStream_t stream) {
   using T = WgmmaTile;
-  if (!wgmma_usable()) return "the wgmma tile needs an sm_90 device and an sm_90a build";
+  if (!wgmma::device_supported()) return "the wgmma tile needs an sm_90 device and an sm_90a build";
   auto kernel = gemm_exact_wgmma_kernel<OutT>;
   static const cudaError_t attr =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(T::kSmemBytes));

@@ -26,6 +26,10 @@ namespace qarl::kernels::gpu::wgmma {
 #define QARL_HAS_WGMMA 0
 #endif
 
+// Whether the current device runs this build's wgmma kernels: an sm_90 device and sm_90a
+// code (wgmma_device.cu; the answer is kept for the process). Host code.
+bool device_supported();
+
 // Descriptor of a 128-byte-swizzled K-major tile starting at `smem` (shared memory).
 __device__ __forceinline__ uint64_t desc_sw128(const void* smem) {
   const uint64_t addr = static_cast<uint64_t>(__cvta_generic_to_shared(smem));
